@@ -1,0 +1,84 @@
+//! Settings read from the environment and the AWS clients built from them.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::error::{Error, Result};
+use crate::store::TableNames;
+
+/// Function settings from environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub tables: TableNames,
+    pub artifact_bucket: String,
+    /// How long a loaded model version serves before the active version is checked again.
+    pub model_refresh: Duration,
+}
+
+fn required(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(Error::Config {
+            name: name.to_string(),
+            reason: "missing or empty: set it to the resource name (template.yaml sets it on deployed functions)".into(),
+        }),
+    }
+}
+
+/// Default refresh interval of the model cache, in seconds.
+pub const DEFAULT_MODEL_REFRESH_SECONDS: u64 = 60;
+
+impl Config {
+    /// Reads `ITEMS_TABLE`, `PROFILES_TABLE`, `EVENTS_TABLE`, `MODEL_STATE_TABLE`,
+    /// `ARTIFACT_BUCKET` and the optional `MODEL_REFRESH_SECONDS`.
+    pub fn from_env() -> Result<Self> {
+        let refresh = match std::env::var("MODEL_REFRESH_SECONDS") {
+            Ok(text) => text.parse::<u64>().map_err(|error| Error::Config {
+                name: "MODEL_REFRESH_SECONDS".into(),
+                reason: format!("{text:?} is not a whole number of seconds: {error}"),
+            })?,
+            Err(_) => DEFAULT_MODEL_REFRESH_SECONDS,
+        };
+        Ok(Config {
+            tables: TableNames {
+                items: required("ITEMS_TABLE")?,
+                profiles: required("PROFILES_TABLE")?,
+                events: required("EVENTS_TABLE")?,
+                model_state: required("MODEL_STATE_TABLE")?,
+            },
+            artifact_bucket: required("ARTIFACT_BUCKET")?,
+            model_refresh: Duration::from_secs(refresh),
+        })
+    }
+}
+
+/// Loads the SDK configuration with bounded timeouts and retries, so a slow
+/// dependency fails a request in seconds instead of holding the function until
+/// its Lambda timeout. Endpoints come from the standard `AWS_ENDPOINT_URL_*` variables.
+pub async fn load_sdk_config() -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// Builds the DynamoDB client.
+pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk_config)
+}
+
+/// Builds the S3 client; an endpoint override (an emulator) gets path-style addressing.
+pub fn s3_client(sdk_config: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let config = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(path_style).build();
+    aws_sdk_s3::Client::from_conf(config)
+}

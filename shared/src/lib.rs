@@ -1,0 +1,23 @@
+//! Domain logic of shoprec, a serverless recommendation engine for online shops:
+//! data cleaning and training, the artifact format, DynamoDB and S3 access,
+//! recommendation and preference logic, and the HTTP handlers that the Lambda
+//! functions wrap.
+
+pub mod artifacts;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod model_cache;
+pub mod preferences;
+pub mod publish;
+pub mod ranker;
+pub mod recommend;
+pub mod store;
+pub mod telemetry;
+pub mod template;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,120 @@
+//! Export of the logistic ranker as an ONNX graph that ONNX Runtime runs.
+
+use onnx_protobuf::{
+    tensor_proto::DataType, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto, GraphProto, Message,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+use super::ranker::LogisticModel;
+use crate::error::{Error, Result};
+use crate::recommend::FEATURE_COUNT;
+
+/// Name of the graph's input tensor.
+pub const INPUT_NAME: &str = "features";
+
+/// Name of the graph's output tensor.
+pub const OUTPUT_NAME: &str = "score";
+
+/// ONNX operator set the graph uses; ONNX Runtime 1.31 supports it.
+pub const OPSET: i64 = 13;
+
+/// ONNX IR version 8 goes with opset 13.
+const IR_VERSION: i64 = 8;
+
+fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: DataType::FLOAT as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn float_value_info(name: &str, dims: [Dimension; 2]) -> ValueInfoProto {
+    let tensor = type_proto::Tensor {
+        elem_type: DataType::FLOAT as i32,
+        shape: Some(TensorShapeProto {
+            dim: dims.to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.to_string(),
+        type_: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(tensor)),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn dim_param(name: &str) -> Dimension {
+    Dimension {
+        value: Some(dimension::Value::DimParam(name.to_string())),
+        ..Default::default()
+    }
+}
+
+fn dim_value(value: i64) -> Dimension {
+    Dimension {
+        value: Some(dimension::Value::DimValue(value)),
+        ..Default::default()
+    }
+}
+
+fn node(op_type: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        op_type: op_type.to_string(),
+        name: output.to_string(),
+        input: inputs.iter().map(|input| input.to_string()).collect(),
+        output: vec![output.to_string()],
+        ..Default::default()
+    }
+}
+
+/// Serialises the model as ONNX: `sigmoid(((features - mean) / scale) · weights + bias)`.
+///
+/// Input `features` is float32 `[N, FEATURE_COUNT]`; output `score` is float32 `[N, 1]`.
+pub fn export_logistic(model: &LogisticModel, model_version: &str) -> Result<Vec<u8>> {
+    let features = FEATURE_COUNT as i64;
+    let graph = GraphProto {
+        name: "shoprec_ranker".to_string(),
+        node: vec![
+            node("Sub", &[INPUT_NAME, "mean"], "centred"),
+            node("Div", &["centred", "scale"], "standardised"),
+            node("MatMul", &["standardised", "weights"], "logit_without_bias"),
+            node("Add", &["logit_without_bias", "bias"], "logit"),
+            node("Sigmoid", &["logit"], OUTPUT_NAME),
+        ],
+        initializer: vec![
+            float_tensor("mean", &[features], &model.mean),
+            float_tensor("scale", &[features], &model.scale),
+            float_tensor("weights", &[features, 1], &model.weights),
+            float_tensor("bias", &[1], &[model.bias]),
+        ],
+        input: vec![float_value_info(INPUT_NAME, [dim_param("candidates"), dim_value(features)])],
+        output: vec![float_value_info(OUTPUT_NAME, [dim_param("candidates"), dim_value(1)])],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+            ..Default::default()
+        }],
+        producer_name: "shoprec-trainer".to_string(),
+        producer_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_version: 1,
+        doc_string: format!("Logistic ranker of shoprec model version {model_version}"),
+        graph: Some(graph).into(),
+        ..Default::default()
+    };
+    model
+        .write_to_bytes()
+        .map_err(|error| Error::Training(format!("could not serialise the ONNX ranker: {error}")))
+}
