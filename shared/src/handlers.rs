@@ -1,0 +1,336 @@
+//! HTTP handlers of the three functions over the domain modules.
+//!
+//! Each handler matches the route, does the work and maps every error to a
+//! problem response, so no request ends without an answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::artifacts::{ArtifactStore, BundleParts, ModelBundle};
+use crate::config::{dynamodb_client, load_sdk_config, s3_client, Config};
+use crate::error::{Error, Result};
+use crate::http::{json_body, json_response, parse_limit, route, Route};
+use crate::model_cache::ModelCache;
+use crate::preferences::{build_preferences, parse_events, user_history, StoredEvent};
+use crate::recommend::{popular_fallback, recommend, CandidateLimits, CandidateSource, Recommendation};
+use crate::store::{DynamoStore, ItemRecord, NeighbourRecord};
+
+/// Items kept in the similarity function's item cache.
+const ITEM_CACHE_CAPACITY: u64 = 10_000;
+
+/// Which function a state serves; decides what the model cache loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Similarity,
+    Preferences,
+    Inference,
+}
+
+impl Function {
+    fn bundle_parts(self) -> BundleParts {
+        match self {
+            Function::Similarity | Function::Preferences => BundleParts {
+                neighbours: false,
+                ranker: false,
+            },
+            Function::Inference => BundleParts {
+                neighbours: true,
+                ranker: true,
+            },
+        }
+    }
+}
+
+/// State kept across warm invocations of a function.
+pub struct AppState {
+    pub function: Function,
+    pub store: DynamoStore,
+    pub models: ModelCache,
+    /// Items with neighbours by (model version, item id).
+    items: moka::future::Cache<(String, String), Arc<ItemRecord>>,
+    pub candidate_limits: CandidateLimits,
+}
+
+impl AppState {
+    /// Builds the state from parts, for tests and tools.
+    pub fn new(function: Function, store: DynamoStore, artifacts: ArtifactStore, model_refresh: Duration) -> Self {
+        let models = ModelCache::new(store.clone(), artifacts, function.bundle_parts(), model_refresh);
+        AppState {
+            function,
+            store,
+            models,
+            items: moka::future::Cache::builder()
+                .max_capacity(ITEM_CACHE_CAPACITY)
+                .time_to_live(model_refresh.max(Duration::from_secs(1)))
+                .build(),
+            candidate_limits: CandidateLimits::default(),
+        }
+    }
+
+    /// Builds the state from the environment and the default AWS configuration.
+    pub async fn from_env(function: Function) -> Result<Self> {
+        let config = Config::from_env()?;
+        let sdk_config = load_sdk_config().await;
+        let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
+        let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
+        Ok(AppState::new(function, store, artifacts, config.model_refresh))
+    }
+}
+
+/// Handles one request of any route and never fails: errors become problem responses.
+pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
+    let request_id = request.lambda_context_ref().map(|context| context.request_id.clone()).unwrap_or_default();
+    let method = request.method().to_string();
+    let path = request.raw_http_path();
+    match dispatch(state, &request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::error!(%request_id, %method, %path, status = status.as_u16(), %error, "request failed");
+            } else {
+                tracing::info!(%request_id, %method, %path, status = status.as_u16(), %error, "request rejected");
+            }
+            error.to_response()
+        }
+    }
+}
+
+async fn dispatch(state: &AppState, request: &Request) -> Result<Response<Body>> {
+    let route = route(request)?;
+    let allowed = match (&route, state.function) {
+        (Route::PopularItems | Route::SimilarItems { .. }, Function::Similarity) => true,
+        (Route::Recommendations { .. }, Function::Inference) => true,
+        (Route::PostEvents { .. } | Route::Preferences { .. }, Function::Preferences) => true,
+        _ => false,
+    };
+    if !allowed {
+        return Err(Error::RouteNotFound {
+            method: request.method().to_string(),
+            path: request.raw_http_path().to_string(),
+        });
+    }
+    match route {
+        Route::PopularItems => popular_items(state, request).await,
+        Route::SimilarItems { item_id } => similar_items(state, request, &item_id).await,
+        Route::Recommendations { user_id } => recommendations(state, request, &user_id).await,
+        Route::PostEvents { user_id } => post_events(state, request, &user_id).await,
+        Route::Preferences { user_id } => preferences(state, &user_id).await,
+    }
+}
+
+/// Body of `GET /items/{item_id}/similar`.
+#[derive(Debug, Serialize)]
+pub struct SimilarItemsResponse {
+    pub item_id: String,
+    pub title: String,
+    pub model_version: String,
+    pub neighbours: Vec<NeighbourRecord>,
+}
+
+async fn similar_items(state: &AppState, request: &Request, item_id: &str) -> Result<Response<Body>> {
+    let limit = parse_limit(request)?;
+    let bundle = state.models.get().await?;
+    let model_version = bundle.model_version().to_string();
+
+    let key = (model_version.clone(), item_id.to_string());
+    let item = match state.items.get(&key).await {
+        Some(item) => item,
+        None => {
+            let item = state.store.get_item(&model_version, item_id).await?.ok_or_else(|| Error::ItemNotFound {
+                item_id: item_id.to_string(),
+                model_version: model_version.clone(),
+            })?;
+            let item = Arc::new(item);
+            state.items.insert(key, item.clone()).await;
+            item
+        }
+    };
+
+    tracing::info!(item_id, %model_version, neighbours = item.neighbours.len().min(limit), "served similar items");
+    Ok(json_response(
+        StatusCode::OK,
+        &SimilarItemsResponse {
+            item_id: item.item_id.clone(),
+            title: item.title.clone(),
+            model_version,
+            neighbours: item.neighbours.iter().take(limit).cloned().collect(),
+        },
+    ))
+}
+
+/// One entry of `GET /items/popular`.
+#[derive(Debug, Serialize)]
+pub struct PopularItem {
+    pub item_id: String,
+    pub title: String,
+    pub buyers: u32,
+    pub recent_buyers: u32,
+}
+
+/// Body of `GET /items/popular`.
+#[derive(Debug, Serialize)]
+pub struct PopularItemsResponse {
+    pub model_version: String,
+    /// "recent" or "all_time".
+    pub window: &'static str,
+    pub recent_days: u32,
+    pub items: Vec<PopularItem>,
+}
+
+async fn popular_items(state: &AppState, request: &Request) -> Result<Response<Body>> {
+    let limit = parse_limit(request)?;
+    let parameters = request.query_string_parameters();
+    let window = match parameters.first("window") {
+        None | Some("recent") => "recent",
+        Some("all_time") => "all_time",
+        Some(other) => return Err(Error::invalid("window", other, "must be recent or all_time")),
+    };
+    let bundle = state.models.get().await?;
+    let data = &bundle.data;
+    let list = if window == "recent" { &data.popularity.recent } else { &data.popularity.all_time };
+
+    let items = list
+        .iter()
+        .take(limit)
+        .map(|item_id| {
+            let item = data.catalogue.get(item_id);
+            PopularItem {
+                item_id: item_id.clone(),
+                title: data.title(item_id).to_string(),
+                buyers: item.map_or(0, |item| item.buyers),
+                recent_buyers: item.map_or(0, |item| item.recent_buyers),
+            }
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &PopularItemsResponse {
+            model_version: bundle.model_version().to_string(),
+            window,
+            recent_days: data.popularity.recent_days,
+            items,
+        },
+    ))
+}
+
+/// Body of `GET /users/{user_id}/recommendations`.
+#[derive(Debug, Serialize)]
+pub struct RecommendationsResponse {
+    pub user_id: String,
+    pub model_version: String,
+    /// True when the user has purchases in the trained model.
+    pub known_user: bool,
+    /// "popular" when the user has no history to rank from.
+    pub fallback: Option<&'static str>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Result<(Option<crate::preferences::TrainedProfile>, Vec<StoredEvent>)> {
+    let (profile, events) = tokio::join!(
+        state.store.get_profile(bundle.model_version(), user_id),
+        state.store.list_events(user_id)
+    );
+    Ok((profile?, events?))
+}
+
+async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> Result<Response<Body>> {
+    let limit = parse_limit(request)?;
+    let bundle = state.models.get().await?;
+    let (profile, events) = load_user(state, &bundle, user_id).await?;
+    let history = user_history(profile.as_ref(), &events);
+
+    let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
+    let mut ranked = if history.is_empty() {
+        Vec::new()
+    } else {
+        recommend(&bundle.data, &history, ranker, state.candidate_limits, limit)?
+    };
+    let fallback = if ranked.is_empty() {
+        ranked = popular_fallback(&bundle.data, &history, limit);
+        Some("popular")
+    } else {
+        None
+    };
+
+    let from_neighbours = ranked.iter().filter(|r| r.source == CandidateSource::Neighbours).count();
+    tracing::info!(
+        user_id,
+        model_version = bundle.model_version(),
+        known_user = profile.is_some(),
+        events = events.len(),
+        returned = ranked.len(),
+        from_neighbours,
+        fallback = fallback.unwrap_or("none"),
+        "served recommendations"
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &RecommendationsResponse {
+            user_id: user_id.to_string(),
+            model_version: bundle.model_version().to_string(),
+            known_user: profile.is_some(),
+            fallback,
+            recommendations: ranked,
+        },
+    ))
+}
+
+/// Body of `POST /users/{user_id}/events`.
+#[derive(Debug, Serialize)]
+pub struct EventsResponse {
+    pub user_id: String,
+    /// Event ids stored by this request.
+    pub stored: Vec<String>,
+    /// Event ids that were already stored and were left unchanged.
+    pub duplicates: Vec<String>,
+}
+
+async fn post_events(state: &AppState, request: &Request, user_id: &str) -> Result<Response<Body>> {
+    let body = json_body(request)?;
+    let events = parse_events(user_id, body, Utc::now())?;
+
+    let results = futures::future::join_all(events.iter().map(|event| state.store.put_event(event))).await;
+    let mut stored = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut first_error = None;
+    for (event, result) in events.iter().zip(results) {
+        match result {
+            Ok(true) => stored.push(event.event_id.clone()),
+            Ok(false) => duplicates.push(event.event_id.clone()),
+            Err(error) => {
+                tracing::warn!(user_id, event_id = %event.event_id, %error, "storing event failed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    // Stored events stay stored: the client resends the batch and the
+    // idempotent writes turn the stored ones into duplicates.
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+
+    tracing::info!(user_id, stored = stored.len(), duplicates = duplicates.len(), "stored events");
+    let status = if stored.is_empty() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(json_response(
+        status,
+        &EventsResponse {
+            user_id: user_id.to_string(),
+            stored,
+            duplicates,
+        },
+    ))
+}
+
+async fn preferences(state: &AppState, user_id: &str) -> Result<Response<Body>> {
+    let bundle = state.models.get().await?;
+    let (profile, events) = load_user(state, &bundle, user_id).await?;
+    let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref(), &events)?;
+    tracing::info!(user_id, model_version = bundle.model_version(), events = events.len(), "served preferences");
+    Ok(json_response(StatusCode::OK, &preferences))
+}
