@@ -24,9 +24,10 @@ pub struct PublishReport {
     pub step_times: Vec<(String, Duration)>,
 }
 
-/// Builds a model version id from the publish time and a digest of the content.
+/// Builds a model version id from the publish time, to the millisecond, and a
+/// digest of the content, so ids sort by time and two publishes differ.
 pub fn new_model_version(content_digest: &str) -> String {
-    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &content_digest[..8.min(content_digest.len())])
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"), &content_digest[..8.min(content_digest.len())])
 }
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {

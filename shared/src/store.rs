@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -26,6 +27,9 @@ pub const ACTIVE_MODEL_NAME: &str = "active";
 
 /// Items in one BatchWriteItem call, DynamoDB's limit.
 const BATCH_WRITE_LIMIT: usize = 25;
+
+/// BatchWriteItem calls in flight at once while publishing.
+const BATCH_WRITE_CONCURRENCY: usize = 8;
 
 /// Attempts for a batch whose items DynamoDB leaves unprocessed.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
@@ -164,41 +168,46 @@ impl DynamoStore {
     }
 
     async fn batch_put(&self, table: &str, items: Vec<HashMap<String, AttributeValue>>) -> Result<()> {
-        for chunk in items.chunks(BATCH_WRITE_LIMIT) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .expect("item is set");
-                    WriteRequest::builder().put_request(put).build()
-                })
-                .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                attempt += 1;
-                if attempt > BATCH_WRITE_ATTEMPTS {
-                    return Err(Error::DynamoDb {
-                        operation: "BatchWriteItem",
-                        table: table.to_string(),
-                        message: format!("{} items still unprocessed after {BATCH_WRITE_ATTEMPTS} attempts", pending.len()),
-                    });
-                }
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(table, pending)
-                    .send()
-                    .await
-                    .map_err(|error| dynamo_error("BatchWriteItem", table, error))?;
-                pending = output
-                    .unprocessed_items
-                    .and_then(|mut unprocessed| unprocessed.remove(table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
-                }
+        let batches = items.chunks(BATCH_WRITE_LIMIT).map(|chunk| self.write_batch(table, chunk));
+        let mut writes = futures::stream::iter(batches).buffer_unordered(BATCH_WRITE_CONCURRENCY);
+        while let Some(result) = writes.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes one batch, resending the items DynamoDB leaves unprocessed with backoff.
+    async fn write_batch(&self, table: &str, chunk: &[HashMap<String, AttributeValue>]) -> Result<()> {
+        let mut pending: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item.clone())).build().expect("item is set");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            if attempt > BATCH_WRITE_ATTEMPTS {
+                return Err(Error::DynamoDb {
+                    operation: "BatchWriteItem",
+                    table: table.to_string(),
+                    message: format!("{} items still unprocessed after {BATCH_WRITE_ATTEMPTS} attempts", pending.len()),
+                });
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(table, pending)
+                .send()
+                .await
+                .map_err(|error| dynamo_error("BatchWriteItem", table, error))?;
+            pending = output
+                .unprocessed_items
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
             }
         }
         Ok(())

@@ -1,0 +1,122 @@
+//! The whole path on the real Online Retail data, run when `SHOPREC_DATA` names
+//! the file: cleaning, training, publishing to the local stack and serving.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+use shoprec::handlers::{handle, Function};
+use shoprec::ingest::read_interactions;
+use shoprec::publish::publish;
+use shoprec::train::{train, TrainOptions};
+
+use common::{local_stack, Quiet};
+
+const WHITE_HEART: &str = "85123A";
+
+fn data_path() -> Option<PathBuf> {
+    match std::env::var_os("SHOPREC_DATA") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            eprintln!("SHOPREC_DATA is not set: skipping the real-data test");
+            None
+        }
+    }
+}
+
+fn get(path: &str, query: &str) -> lambda_http::Request {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "real-data", "routeKey": "$default", "stage": "$default",
+            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
+        },
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+fn body(response: &lambda_http::Response<lambda_http::Body>) -> Value {
+    match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_data_end_to_end() {
+    let Some(path) = data_path() else { return };
+    let (interactions, cleaning) = read_interactions(&path).unwrap();
+    assert_eq!(cleaning.rows_read, 541_909);
+    assert!(cleaning.rows_kept > 380_000);
+
+    // The item bought by the most customers who also bought the white heart holder.
+    let mut items_by_user: FxHashMap<&str, FxHashSet<&str>> = FxHashMap::default();
+    for row in &interactions {
+        items_by_user.entry(row.user_id.as_str()).or_default().insert(row.item_id.as_str());
+    }
+    let mut co_buyers: FxHashMap<&str, u32> = FxHashMap::default();
+    for items in items_by_user.values().filter(|items| items.contains(WHITE_HEART)) {
+        for item in items.iter().filter(|item| **item != WHITE_HEART) {
+            *co_buyers.entry(item).or_default() += 1;
+        }
+    }
+    let (most_co_bought, _) = co_buyers.iter().max_by_key(|(item, count)| (**count, std::cmp::Reverse(**item))).unwrap();
+
+    let options = TrainOptions::default();
+    let trained = train(&interactions, &cleaning, &options, &mut Quiet).unwrap();
+    let neighbours = &trained.items.neighbours[WHITE_HEART];
+    assert!(
+        neighbours.iter().any(|neighbour| neighbour.item_id == *most_co_bought),
+        "{most_co_bought}, bought with {WHITE_HEART} by the most customers, is not among its neighbours"
+    );
+
+    let validation = &trained.ranker_report["validation_at_10"];
+    let ranker = validation["ranker"]["ndcg"].as_f64().unwrap();
+    let popularity = validation["popularity"]["ndcg"].as_f64().unwrap();
+    assert!(ranker > popularity, "ranker NDCG@10 {ranker} does not beat popularity {popularity}");
+
+    let stack = local_stack("realdata").await;
+    let report = publish(&trained, &options, &stack.store, &stack.artifacts, &mut Quiet).await.unwrap();
+    assert_eq!(report.items_written, trained.items.catalogue.len());
+
+    let similarity = stack.app(Function::Similarity, Duration::from_secs(60));
+    let response = handle(&similarity, get(&format!("/items/{WHITE_HEART}/similar"), "limit=10")).await;
+    assert_eq!(response.status(), 200);
+    let similar = body(&response);
+    assert_eq!(similar["title"], "WHITE HANGING HEART T-LIGHT HOLDER");
+    let titles: Vec<&str> = similar["neighbours"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 10);
+    assert!(titles.iter().any(|title| title.contains("HEART")), "{titles:?}");
+
+    let inference = stack.app(Function::Inference, Duration::from_secs(60));
+    let response = handle(&inference, get("/users/17850/recommendations", "limit=10")).await;
+    assert_eq!(response.status(), 200);
+    let recommendations = body(&response);
+    assert_eq!(recommendations["known_user"], true);
+    let bought = &items_by_user["17850"];
+    let recommended = recommendations["recommendations"].as_array().unwrap();
+    assert_eq!(recommended.len(), 10);
+    for recommendation in recommended {
+        let item_id = recommendation["item_id"].as_str().unwrap();
+        assert!(!bought.contains(item_id), "17850 already bought the recommended {item_id}");
+        assert!(!recommendation["title"].as_str().unwrap().is_empty());
+    }
+
+    let preferences = stack.app(Function::Preferences, Duration::from_secs(60));
+    let response = handle(&preferences, get("/users/17850/preferences", "")).await;
+    assert_eq!(response.status(), 200);
+    let profile = body(&response);
+    let favourites: Vec<&str> = profile["favourite_items"].as_array().unwrap().iter().map(|f| f["item_id"].as_str().unwrap()).collect();
+    assert!(favourites.contains(&WHITE_HEART), "{favourites:?}");
+    assert!(!profile["themes"].as_array().unwrap().is_empty());
+}
