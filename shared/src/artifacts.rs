@@ -17,7 +17,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Which parts of a model version a function needs in memory.
+/// Parts of a model version that a function loads into memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BundleParts {
     /// Load the neighbours of every item.
@@ -51,10 +51,7 @@ pub struct ArtifactStore {
 impl ArtifactStore {
     /// Wraps a client and the bucket name.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        ArtifactStore {
-            client,
-            bucket: bucket.into(),
-        }
+        ArtifactStore { client, bucket: bucket.into() }
     }
 
     /// Returns the bucket name.
@@ -83,12 +80,7 @@ impl ArtifactStore {
 
     /// Downloads one object.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let s3_error = |message: String| Error::S3 {
-            operation: "GetObject",
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            message,
-        };
+        let s3_error = |message: String| Error::S3 { operation: "GetObject", bucket: self.bucket.clone(), key: key.to_string(), message };
         let output = self
             .client
             .get_object()
@@ -97,11 +89,7 @@ impl ArtifactStore {
             .send()
             .await
             .map_err(|error| s3_error(DisplayErrorContext(&error).to_string()))?;
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|error| s3_error(format!("reading the body failed: {error}")))?;
+        let body = output.body.collect().await.map_err(|error| s3_error(format!("reading the body failed: {error}")))?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -110,12 +98,7 @@ impl ArtifactStore {
         let mut listed = Vec::with_capacity(artifacts.len());
         for (name, bytes) in artifacts {
             let key = artifact_key(model_version, name);
-            let entry = ManifestFile {
-                name: name.to_string(),
-                key: key.clone(),
-                sha256: sha256_hex(&bytes),
-                size: bytes.len() as u64,
-            };
+            let entry = ManifestFile { name: name.to_string(), key: key.clone(), sha256: sha256_hex(&bytes), size: bytes.len() as u64 };
             let content_type = if name.ends_with(".json") { "application/json" } else { "application/octet-stream" };
             self.put(&key, bytes, content_type).await?;
             listed.push(entry);
@@ -129,9 +112,7 @@ impl ArtifactStore {
             key: key.to_string(),
             reason,
         };
-        let file = manifest
-            .file(name)
-            .ok_or_else(|| invalid(name, "not listed in the manifest".into()))?;
+        let file = manifest.file(name).ok_or_else(|| invalid(name, "not listed in the manifest".into()))?;
         let bytes = self.get(&file.key).await?;
         if bytes.len() as u64 != file.size {
             return Err(invalid(&file.key, format!("size is {} bytes, the manifest says {}", bytes.len(), file.size)));
@@ -182,10 +163,6 @@ impl ArtifactStore {
             None
         };
 
-        Ok(ModelBundle {
-            data: ModelData::new(catalogue, popularity, neighbours),
-            manifest,
-            ranker,
-        })
+        Ok(ModelBundle { data: ModelData::new(catalogue, popularity, neighbours), manifest, ranker })
     }
 }

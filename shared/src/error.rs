@@ -11,11 +11,7 @@ use serde_json::json;
 pub enum Error {
     /// A path or query parameter, or a body field, failed validation.
     #[error("invalid {field} {value:?}: {reason}")]
-    InvalidField {
-        field: String,
-        value: String,
-        reason: String,
-    },
+    InvalidField { field: String, value: String, reason: String },
 
     /// The body is not the JSON the route expects.
     #[error("invalid JSON body: {0}")]
@@ -31,10 +27,7 @@ pub enum Error {
 
     /// The item is not in the active model version's catalogue.
     #[error("item {item_id:?} not found in model version {model_version}")]
-    ItemNotFound {
-        item_id: String,
-        model_version: String,
-    },
+    ItemNotFound { item_id: String, model_version: String },
 
     /// The user has neither a trained profile nor stored events.
     #[error("user {0:?} not found: no purchases in the model and no stored events")]
@@ -50,35 +43,19 @@ pub enum Error {
 
     /// An artifact in S3 is missing, truncated or differs from its manifest.
     #[error("artifact {key} of model version {model_version} is invalid: {reason}")]
-    InvalidArtifact {
-        model_version: String,
-        key: String,
-        reason: String,
-    },
+    InvalidArtifact { model_version: String, key: String, reason: String },
 
     /// A DynamoDB call failed after the SDK's retries.
     #[error("DynamoDB {operation} on table {table} failed: {message}")]
-    DynamoDb {
-        operation: &'static str,
-        table: String,
-        message: String,
-    },
+    DynamoDb { operation: &'static str, table: String, message: String },
 
     /// An S3 call failed after the SDK's retries.
     #[error("S3 {operation} of s3://{bucket}/{key} failed: {message}")]
-    S3 {
-        operation: &'static str,
-        bucket: String,
-        key: String,
-        message: String,
-    },
+    S3 { operation: &'static str, bucket: String, key: String, message: String },
 
     /// Another publisher switched the active model version first.
     #[error("active model version changed to {found:?} while publishing (expected {expected:?}): rerun the trainer")]
-    PublishConflict {
-        expected: Option<String>,
-        found: Option<String>,
-    },
+    PublishConflict { expected: Option<String>, found: Option<String> },
 
     /// ONNX Runtime failed to load or run the ranker.
     #[error("ranker failed: {0}")]
@@ -111,11 +88,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Builds an [`Error::InvalidField`] from displayable parts.
     pub fn invalid(field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidField {
-            field: field.into(),
-            value: value.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidField { field: field.into(), value: value.into(), reason: reason.into() }
     }
 
     /// Returns the HTTP status the error maps to.
@@ -173,15 +146,11 @@ impl Error {
             problem["value"] = json!(value);
         }
 
-        let mut builder = Response::builder()
-            .status(status)
-            .header("content-type", "application/problem+json");
+        let mut builder = Response::builder().status(status).header("content-type", "application/problem+json");
         if status == StatusCode::SERVICE_UNAVAILABLE {
             builder = builder.header("retry-after", "1");
         }
-        builder
-            .body(Body::Text(problem.to_string()))
-            .expect("static headers are valid")
+        builder.body(Body::Text(problem.to_string())).expect("static headers are valid")
     }
 }
 
@@ -190,7 +159,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invalid_field_is_bad_request_with_field_and_value() {
+    fn invalid_field_maps_to_400() {
         let response = Error::invalid("limit", "0", "must be between 1 and 100").to_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()["content-type"], "application/problem+json");
@@ -205,11 +174,7 @@ mod tests {
 
     #[test]
     fn dependency_failure_sets_retry_after() {
-        let error = Error::DynamoDb {
-            operation: "PutItem",
-            table: "events".into(),
-            message: "timed out".into(),
-        };
+        let error = Error::DynamoDb { operation: "PutItem", table: "events".into(), message: "timed out".into() };
         let response = error.to_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()["retry-after"], "1");

@@ -1,7 +1,7 @@
 //! HTTP handlers of the three functions over the domain modules.
 //!
 //! Each handler matches the route, does the work and maps every error to a
-//! problem response, so no request ends without an answer.
+//! problem response, so every request gets a response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +34,8 @@ pub enum Function {
 impl Function {
     fn bundle_parts(self) -> BundleParts {
         match self {
-            Function::Similarity | Function::Preferences => BundleParts {
-                neighbours: false,
-                ranker: false,
-            },
-            Function::Inference => BundleParts {
-                neighbours: true,
-                ranker: true,
-            },
+            Function::Similarity | Function::Preferences => BundleParts { neighbours: false, ranker: false },
+            Function::Inference => BundleParts { neighbours: true, ranker: true },
         }
     }
 }
@@ -82,7 +76,8 @@ impl AppState {
     }
 }
 
-/// Handles one request of any route and never fails: errors become problem responses.
+/// Handles one request of any route. Every error becomes a problem response, so the
+/// function itself never returns an error to the Lambda runtime.
 pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
     let request_id = request.lambda_context_ref().map(|context| context.request_id.clone()).unwrap_or_default();
     let method = request.method().to_string();
@@ -103,17 +98,14 @@ pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
 
 async fn dispatch(state: &AppState, request: &Request) -> Result<Response<Body>> {
     let route = route(request)?;
-    let allowed = match (&route, state.function) {
-        (Route::PopularItems | Route::SimilarItems { .. }, Function::Similarity) => true,
-        (Route::Recommendations { .. }, Function::Inference) => true,
-        (Route::PostEvents { .. } | Route::Preferences { .. }, Function::Preferences) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (&route, state.function),
+        (Route::PopularItems | Route::SimilarItems { .. }, Function::Similarity)
+            | (Route::Recommendations { .. }, Function::Inference)
+            | (Route::PostEvents { .. } | Route::Preferences { .. }, Function::Preferences)
+    );
     if !allowed {
-        return Err(Error::RouteNotFound {
-            method: request.method().to_string(),
-            path: request.raw_http_path().to_string(),
-        });
+        return Err(Error::RouteNotFound { method: request.method().to_string(), path: request.raw_http_path().to_string() });
     }
     match route {
         Route::PopularItems => popular_items(state, request).await,
@@ -142,10 +134,11 @@ async fn similar_items(state: &AppState, request: &Request, item_id: &str) -> Re
     let item = match state.items.get(&key).await {
         Some(item) => item,
         None => {
-            let item = state.store.get_item(&model_version, item_id).await?.ok_or_else(|| Error::ItemNotFound {
-                item_id: item_id.to_string(),
-                model_version: model_version.clone(),
-            })?;
+            let item = state
+                .store
+                .get_item(&model_version, item_id)
+                .await?
+                .ok_or_else(|| Error::ItemNotFound { item_id: item_id.to_string(), model_version: model_version.clone() })?;
             let item = Arc::new(item);
             state.items.insert(key, item.clone()).await;
             item
@@ -231,11 +224,12 @@ pub struct RecommendationsResponse {
     pub recommendations: Vec<Recommendation>,
 }
 
-async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Result<(Option<crate::preferences::TrainedProfile>, Vec<StoredEvent>)> {
-    let (profile, events) = tokio::join!(
-        state.store.get_profile(bundle.model_version(), user_id),
-        state.store.list_events(user_id)
-    );
+async fn load_user(
+    state: &AppState,
+    bundle: &ModelBundle,
+    user_id: &str,
+) -> Result<(Option<crate::preferences::TrainedProfile>, Vec<StoredEvent>)> {
+    let (profile, events) = tokio::join!(state.store.get_profile(bundle.model_version(), user_id), state.store.list_events(user_id));
     Ok((profile?, events?))
 }
 
@@ -246,11 +240,8 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
     let history = user_history(profile.as_ref(), &events);
 
     let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
-    let mut ranked = if history.is_empty() {
-        Vec::new()
-    } else {
-        recommend(&bundle.data, &history, ranker, state.candidate_limits, limit)?
-    };
+    let mut ranked =
+        if history.is_empty() { Vec::new() } else { recommend(&bundle.data, &history, ranker, state.candidate_limits, limit)? };
     let fallback = if ranked.is_empty() {
         ranked = popular_fallback(&bundle.data, &history, limit);
         Some("popular")
@@ -317,14 +308,7 @@ async fn post_events(state: &AppState, request: &Request, user_id: &str) -> Resu
 
     tracing::info!(user_id, stored = stored.len(), duplicates = duplicates.len(), "stored events");
     let status = if stored.is_empty() { StatusCode::OK } else { StatusCode::CREATED };
-    Ok(json_response(
-        status,
-        &EventsResponse {
-            user_id: user_id.to_string(),
-            stored,
-            duplicates,
-        },
-    ))
+    Ok(json_response(status, &EventsResponse { user_id: user_id.to_string(), stored, duplicates }))
 }
 
 async fn preferences(state: &AppState, user_id: &str) -> Result<Response<Body>> {

@@ -20,11 +20,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Builds a JSON response.
 pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     let body = serde_json::to_string(value).expect("response types serialise to JSON");
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::Text(body))
-        .expect("static headers are valid")
+    Response::builder().status(status).header("content-type", "application/json").body(Body::Text(body)).expect("static headers are valid")
 }
 
 /// Reads `limit` from the query string: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
@@ -73,10 +69,7 @@ pub fn route(request: &Request) -> Result<Route> {
     let segments = path_segments(request);
     let tail: Vec<&str> = segments.iter().rev().take(3).rev().map(String::as_str).collect();
     let method = request.method();
-    let not_found = || Error::RouteNotFound {
-        method: method.to_string(),
-        path: format!("/{}", segments.join("/")),
-    };
+    let not_found = || Error::RouteNotFound { method: method.to_string(), path: format!("/{}", segments.join("/")) };
 
     let route = match (method, tail.as_slice()) {
         (&Method::GET, [.., "items", "popular"]) => Route::PopularItems,
@@ -98,11 +91,8 @@ pub fn route(request: &Request) -> Result<Route> {
 
 /// Returns the JSON body after checking its content type and size.
 pub fn json_body(request: &Request) -> Result<&[u8]> {
-    let content_type = request
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap_or("<not text>").to_string())
-        .unwrap_or_default();
+    let content_type =
+        request.headers().get("content-type").map(|value| value.to_str().unwrap_or("<not text>").to_string()).unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if media_type != "application/json" && !media_type.ends_with("+json") {
         return Err(Error::UnsupportedMediaType(content_type));
@@ -114,10 +104,7 @@ pub fn json_body(request: &Request) -> Result<&[u8]> {
         _ => &[],
     };
     if body.len() > MAX_BODY_BYTES {
-        return Err(Error::PayloadTooLarge {
-            size: body.len(),
-            max: MAX_BODY_BYTES,
-        });
+        return Err(Error::PayloadTooLarge { size: body.len(), max: MAX_BODY_BYTES });
     }
     if body.is_empty() {
         return Err(Error::InvalidJson("the body is empty: send a JSON event or {\"events\": [...]}".into()));

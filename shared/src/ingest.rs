@@ -62,16 +62,8 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 
 /// Header of the Online Retail CSV, in column order.
-pub const ONLINE_RETAIL_HEADER: [&str; 8] = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-];
+pub const ONLINE_RETAIL_HEADER: [&str; 8] =
+    ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"];
 
 /// Required columns of the generic interactions CSV. A fourth column, [`WEIGHT_COLUMN`], is optional.
 pub const INTERACTIONS_HEADER: [&str; 3] = ["user_id", "item_id", "timestamp"];
@@ -200,13 +192,7 @@ pub struct CleaningReport {
 
 impl CleaningReport {
     fn new(format: InputFormat) -> Self {
-        CleaningReport {
-            format,
-            rows_read: 0,
-            rows_kept: 0,
-            dropped: BTreeMap::new(),
-            descriptions_trimmed: 0,
-        }
+        CleaningReport { format, rows_read: 0, rows_kept: 0, dropped: BTreeMap::new(), descriptions_trimmed: 0 }
     }
 
     /// Returns the number of dropped rows over all reasons.
@@ -223,20 +209,9 @@ impl fmt::Display for CleaningReport {
     /// Formats the report on one line, such as
     /// `online_retail: 10 rows read, 7 kept, 3 dropped (cancelled 2, duplicate 1)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} rows read, {} kept, {} dropped",
-            self.format.label(),
-            self.rows_read,
-            self.rows_kept,
-            self.dropped_total()
-        )?;
+        write!(f, "{}: {} rows read, {} kept, {} dropped", self.format.label(), self.rows_read, self.rows_kept, self.dropped_total())?;
         if !self.dropped.is_empty() {
-            let parts: Vec<String> = self
-                .dropped
-                .iter()
-                .map(|(reason, count)| format!("{} {}", reason.label(), count))
-                .collect();
+            let parts: Vec<String> = self.dropped.iter().map(|(reason, count)| format!("{} {}", reason.label(), count)).collect();
             write!(f, " ({})", parts.join(", "))?;
         }
         Ok(())
@@ -284,16 +259,10 @@ pub enum IngestError {
 /// The format comes from the header (see the module documentation), and gzip from the first two
 /// bytes of the file, so the file name does not matter.
 pub fn read_interactions(path: &Path) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
-    let file = File::open(path).map_err(|source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
 
     // Detect gzip here rather than in read_interactions_from, so that a read failure names the path.
-    let (is_gzip, file) = sniff_gzip(file).map_err(|source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (is_gzip, file) = sniff_gzip(file).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
     let result = read_maybe_gzip(is_gzip, file);
 
     if let Ok((_, report)) = &result {
@@ -306,13 +275,8 @@ pub fn read_interactions(path: &Path) -> Result<(Vec<Interaction>, CleaningRepor
 ///
 /// Works as [`read_interactions`]. An I/O error while reading the first bytes is returned as
 /// [`IngestError::Csv`] at line 1, because there is no path to report.
-pub fn read_interactions_from<R: Read>(
-    reader: R,
-) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
-    let (is_gzip, reader) = sniff_gzip(reader).map_err(|error| IngestError::Csv {
-        line: 1,
-        source: csv::Error::from(error),
-    })?;
+pub fn read_interactions_from<R: Read>(reader: R) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
+    let (is_gzip, reader) = sniff_gzip(reader).map_err(|error| IngestError::Csv { line: 1, source: csv::Error::from(error) })?;
     read_maybe_gzip(is_gzip, reader)
 }
 
@@ -327,9 +291,7 @@ pub fn read_interactions_from<R: Read>(
 /// every row with one of them lacks a customer id. Surrounding spaces make the code fail, so trim first.
 pub fn is_product_code(stock_code: &str) -> bool {
     let bytes = stock_code.as_bytes();
-    bytes.len() >= 5
-        && bytes[..5].iter().all(u8::is_ascii_digit)
-        && bytes[5..].iter().all(u8::is_ascii_alphabetic)
+    bytes.len() >= 5 && bytes[..5].iter().all(u8::is_ascii_digit) && bytes[5..].iter().all(u8::is_ascii_alphabetic)
 }
 
 /// A stream whose first bytes were read to detect gzip, with those bytes put back in front.
@@ -339,17 +301,12 @@ type Replayed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
 /// number, with a reader that yields the whole stream again.
 fn sniff_gzip<R: Read>(mut reader: R) -> io::Result<(bool, Replayed<R>)> {
     let mut magic = Vec::with_capacity(GZIP_MAGIC.len());
-    (&mut reader)
-        .take(GZIP_MAGIC.len() as u64)
-        .read_to_end(&mut magic)?;
+    (&mut reader).take(GZIP_MAGIC.len() as u64).read_to_end(&mut magic)?;
     let is_gzip = magic == GZIP_MAGIC;
     Ok((is_gzip, io::Cursor::new(magic).chain(reader)))
 }
 
-fn read_maybe_gzip<R: Read>(
-    is_gzip: bool,
-    stream: R,
-) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
+fn read_maybe_gzip<R: Read>(is_gzip: bool, stream: R) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
     if is_gzip {
         // MultiGzDecoder also reads files made of several concatenated gzip members (pigz, bgzip).
         read_csv(flate2::read::MultiGzDecoder::new(stream))
@@ -368,16 +325,11 @@ struct Layout {
 fn read_csv<R: Read>(stream: R) -> Result<(Vec<Interaction>, CleaningReport), IngestError> {
     // Flexible, so that a row with a wrong field count is counted as malformed instead of
     // ending the read.
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(stream);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(stream);
 
     let mut record = ByteRecord::new();
     if !read_record(&mut reader, &mut record)? {
-        return Err(IngestError::UnknownHeader {
-            found: "(empty file)".to_string(),
-        });
+        return Err(IngestError::UnknownHeader { found: "(empty file)".to_string() });
     }
     let layout = detect_layout(&record)?;
 
@@ -403,12 +355,9 @@ fn read_csv<R: Read>(stream: R) -> Result<(Vec<Interaction>, CleaningReport), In
         }
     }
 
-    let Cleaner {
-        rows, mut report, ..
-    } = cleaner;
+    let Cleaner { rows, mut report, .. } = cleaner;
     report.rows_kept = rows.len() as u64;
-    if report.rows_read > 0 && report.dropped.get(&DropReason::Malformed) == Some(&report.rows_read)
-    {
+    if report.rows_read > 0 && report.dropped.get(&DropReason::Malformed) == Some(&report.rows_read) {
         tracing::warn!(
             rows = report.rows_read,
             format = report.format.label(),
@@ -419,18 +368,11 @@ fn read_csv<R: Read>(stream: R) -> Result<(Vec<Interaction>, CleaningReport), In
 }
 
 /// Reads the next record into `record` and returns false at the end of the data.
-fn read_record<R: Read>(
-    reader: &mut csv::Reader<R>,
-    record: &mut ByteRecord,
-) -> Result<bool, IngestError> {
-    reader
-        .read_byte_record(record)
-        .map_err(|source| IngestError::Csv {
-            line: source
-                .position()
-                .map_or_else(|| reader.position().line(), |position| position.line()),
-            source,
-        })
+fn read_record<R: Read>(reader: &mut csv::Reader<R>, record: &mut ByteRecord) -> Result<bool, IngestError> {
+    reader.read_byte_record(record).map_err(|source| IngestError::Csv {
+        line: source.position().map_or_else(|| reader.position().line(), |position| position.line()),
+        source,
+    })
 }
 
 fn detect_layout(header: &ByteRecord) -> Result<Layout, IngestError> {
@@ -438,34 +380,21 @@ fn detect_layout(header: &ByteRecord) -> Result<Layout, IngestError> {
         .iter()
         .enumerate()
         .map(|(index, field)| {
-            let field = if index == 0 {
-                field.strip_prefix(UTF8_BOM).unwrap_or(field)
-            } else {
-                field
-            };
+            let field = if index == 0 { field.strip_prefix(UTF8_BOM).unwrap_or(field) } else { field };
             String::from_utf8_lossy(field).trim().to_string()
         })
         .collect();
 
     if names == ONLINE_RETAIL_HEADER {
-        return Ok(Layout {
-            format: InputFormat::OnlineRetail,
-            columns: ONLINE_RETAIL_HEADER.len(),
-        });
+        return Ok(Layout { format: InputFormat::OnlineRetail, columns: ONLINE_RETAIL_HEADER.len() });
     }
     let generic = names.len() >= INTERACTIONS_HEADER.len()
         && names[..INTERACTIONS_HEADER.len()] == INTERACTIONS_HEADER
-        && (names.len() == INTERACTIONS_HEADER.len()
-            || (names.len() == INTERACTIONS_HEADER.len() + 1 && names[3] == WEIGHT_COLUMN));
+        && (names.len() == INTERACTIONS_HEADER.len() || (names.len() == INTERACTIONS_HEADER.len() + 1 && names[3] == WEIGHT_COLUMN));
     if generic {
-        return Ok(Layout {
-            format: InputFormat::Interactions,
-            columns: names.len(),
-        });
+        return Ok(Layout { format: InputFormat::Interactions, columns: names.len() });
     }
-    Err(IngestError::UnknownHeader {
-        found: names.join(","),
-    })
+    Err(IngestError::UnknownHeader { found: names.join(",") })
 }
 
 fn log_malformed(record: &ByteRecord) {
@@ -518,15 +447,9 @@ impl Cleaner {
         let country = self.intern_country(row.country);
         let hash = row_hash(&row.interaction, country);
 
-        let mut candidate = self
-            .latest_by_hash
-            .get(&hash)
-            .copied()
-            .unwrap_or(usize::MAX);
+        let mut candidate = self.latest_by_hash.get(&hash).copied().unwrap_or(usize::MAX);
         while candidate != usize::MAX {
-            if self.row_country[candidate] == country
-                && same_row(&self.rows[candidate], &row.interaction)
-            {
+            if self.row_country[candidate] == country && same_row(&self.rows[candidate], &row.interaction) {
                 self.report.count_drop(DropReason::Duplicate);
                 return;
             }
@@ -534,10 +457,7 @@ impl Cleaner {
         }
 
         let index = self.rows.len();
-        let previous = self
-            .latest_by_hash
-            .insert(hash, index)
-            .unwrap_or(usize::MAX);
+        let previous = self.latest_by_hash.insert(hash, index).unwrap_or(usize::MAX);
         self.previous_same_hash.push(previous);
         self.row_country.push(country);
         self.rows.push(row.interaction);
@@ -587,9 +507,7 @@ fn same_row(a: &Interaction, b: &Interaction) -> bool {
 /// Returns field `index` as trimmed UTF-8, or `Malformed` when it is not UTF-8.
 fn field(record: &ByteRecord, index: usize) -> Result<&str, DropReason> {
     let bytes = record.get(index).ok_or(DropReason::Malformed)?;
-    std::str::from_utf8(bytes)
-        .map(str::trim)
-        .map_err(|_| DropReason::Malformed)
+    std::str::from_utf8(bytes).map(str::trim).map_err(|_| DropReason::Malformed)
 }
 
 /// Applies the Online Retail rules (see the module documentation) to one row.
@@ -599,8 +517,7 @@ fn clean_online_retail(record: &ByteRecord) -> Result<CleanRow, DropReason> {
     let invoice_no = field(record, INVOICE_NO)?;
     let stock_code = field(record, STOCK_CODE)?;
     let raw_description = record.get(DESCRIPTION).ok_or(DropReason::Malformed)?;
-    let raw_description =
-        std::str::from_utf8(raw_description).map_err(|_| DropReason::Malformed)?;
+    let raw_description = std::str::from_utf8(raw_description).map_err(|_| DropReason::Malformed)?;
     let quantity = parse_finite(field(record, QUANTITY)?).ok_or(DropReason::Malformed)?;
     let timestamp = parse_naive_utc(field(record, INVOICE_DATE)?).ok_or(DropReason::Malformed)?;
     let unit_price = parse_finite(field(record, UNIT_PRICE)?).ok_or(DropReason::Malformed)?;
@@ -697,9 +614,7 @@ fn parse_finite(text: &str) -> Option<f64> {
 fn normalise_customer_id(id: &str) -> &str {
     match id.split_once('.') {
         Some((integer, fraction))
-            if !integer.is_empty()
-                && integer.bytes().all(|b| b.is_ascii_digit())
-                && fraction.bytes().all(|b| b == b'0') =>
+            if !integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b == b'0') =>
         {
             integer
         }
@@ -711,19 +626,11 @@ fn normalise_customer_id(id: &str) -> &str {
 /// another shape or names an invalid date or time.
 fn parse_naive_utc(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    if bytes.len() != 19
-        || bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || bytes[10] != b' '
-        || bytes[13] != b':'
-        || bytes[16] != b':'
-    {
+    if bytes.len() != 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' || bytes[16] != b':' {
         return None;
     }
     let number = |start: usize, end: usize| -> Option<u32> {
-        bytes[start..end].iter().try_fold(0u32, |value, &b| {
-            b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
-        })
+        bytes[start..end].iter().try_fold(0u32, |value, &b| b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0')))
     };
 
     let date = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
@@ -741,9 +648,7 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<i64>().ok();
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|instant| instant.timestamp())
+    DateTime::parse_from_rfc3339(text).ok().map(|instant| instant.timestamp())
 }
 
 #[cfg(test)]
@@ -751,10 +656,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    const RETAIL_HEADER: &str =
-        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
-    const GOOD_ROW: &str =
-        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n";
+    const RETAIL_HEADER: &str = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
+    const GOOD_ROW: &str = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n";
 
     /// 2010-12-01 08:26:00 UTC in unix seconds.
     const GOOD_ROW_TIME: i64 = 1_291_191_960;
@@ -786,8 +689,7 @@ mod tests {
 
     /// Writes `bytes` to a new file in the temporary directory and returns its path.
     fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-        let path =
-            std::env::temp_dir().join(format!("shoprec-ingest-{}-{name}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("shoprec-ingest-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         path
     }
@@ -805,60 +707,26 @@ mod tests {
         assert_eq!(row.timestamp, GOOD_ROW_TIME);
         assert_eq!(row.quantity, 6.0);
         assert_eq!(row.unit_price, Some(2.55));
-        assert_eq!(
-            row.title.as_deref(),
-            Some("WHITE HANGING HEART T-LIGHT HOLDER")
-        );
+        assert_eq!(row.title.as_deref(), Some("WHITE HANGING HEART T-LIGHT HOLDER"));
         assert_eq!(row.basket_id.as_deref(), Some("536365"));
     }
 
     #[test]
     fn retail_malformed_values() {
         let cases = [
-            (
-                "quantity",
-                "536365,85123A,X,six,2010-12-01 08:26:00,2.55,17850,UK",
-            ),
-            (
-                "quantity NaN",
-                "536365,85123A,X,NaN,2010-12-01 08:26:00,2.55,17850,UK",
-            ),
+            ("quantity", "536365,85123A,X,six,2010-12-01 08:26:00,2.55,17850,UK"),
+            ("quantity NaN", "536365,85123A,X,NaN,2010-12-01 08:26:00,2.55,17850,UK"),
             ("price", "536365,85123A,X,6,2010-12-01 08:26:00,,17850,UK"),
-            (
-                "price inf",
-                "536365,85123A,X,6,2010-12-01 08:26:00,inf,17850,UK",
-            ),
-            (
-                "date shape",
-                "536365,85123A,X,6,12/1/2010 8:26,2.55,17850,UK",
-            ),
-            (
-                "date value",
-                "536365,85123A,X,6,2010-02-30 08:26:00,2.55,17850,UK",
-            ),
-            (
-                "time value",
-                "536365,85123A,X,6,2010-12-01 24:26:00,2.55,17850,UK",
-            ),
-            (
-                "stock code",
-                "536365, ,X,6,2010-12-01 08:26:00,2.55,17850,UK",
-            ),
-            (
-                "too few fields",
-                "536365,85123A,X,6,2010-12-01 08:26:00,2.55,17850",
-            ),
-            (
-                "too many fields",
-                "536365,85123A,X,6,2010-12-01 08:26:00,2.55,17850,UK,extra",
-            ),
+            ("price inf", "536365,85123A,X,6,2010-12-01 08:26:00,inf,17850,UK"),
+            ("date shape", "536365,85123A,X,6,12/1/2010 8:26,2.55,17850,UK"),
+            ("date value", "536365,85123A,X,6,2010-02-30 08:26:00,2.55,17850,UK"),
+            ("time value", "536365,85123A,X,6,2010-12-01 24:26:00,2.55,17850,UK"),
+            ("stock code", "536365, ,X,6,2010-12-01 08:26:00,2.55,17850,UK"),
+            ("too few fields", "536365,85123A,X,6,2010-12-01 08:26:00,2.55,17850"),
+            ("too many fields", "536365,85123A,X,6,2010-12-01 08:26:00,2.55,17850,UK,extra"),
         ];
         for (case, row) in cases {
-            assert_eq!(
-                retail_drop(row),
-                Some(DropReason::Malformed),
-                "case: {case}"
-            );
+            assert_eq!(retail_drop(row), Some(DropReason::Malformed), "case: {case}");
         }
     }
 
@@ -910,21 +778,9 @@ mod tests {
 
     #[test]
     fn retail_non_product_code() {
-        for code in [
-            "POST",
-            "DOT",
-            "M",
-            "C2",
-            "BANK CHARGES",
-            "gift_0001_20",
-            "DCGS0003",
-        ] {
+        for code in ["POST", "DOT", "M", "C2", "BANK CHARGES", "gift_0001_20", "DCGS0003"] {
             let row = format!("536365,{code},X,1,2010-12-01 08:26:00,18.00,17850,UK");
-            assert_eq!(
-                retail_drop(&row),
-                Some(DropReason::NonProductCode),
-                "code: {code}"
-            );
+            assert_eq!(retail_drop(&row), Some(DropReason::NonProductCode), "code: {code}");
         }
     }
 
@@ -1028,12 +884,7 @@ mod tests {
         let message = error.to_string();
         assert!(matches!(error, IngestError::UnknownHeader { .. }));
         assert!(message.contains("\"user,item,time\""), "{message}");
-        assert!(
-            message.contains(
-                "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-            ),
-            "{message}"
-        );
+        assert!(message.contains("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"), "{message}");
         assert!(message.contains("user_id,item_id,timestamp"), "{message}");
         assert!(message.contains(",weight"), "{message}");
     }
@@ -1100,12 +951,7 @@ mod tests {
         let path = Path::new("/nonexistent/shoprec/retail.csv.gz");
         let error = read_interactions(path).unwrap_err();
         assert!(matches!(error, IngestError::Io { .. }));
-        assert!(
-            error
-                .to_string()
-                .contains("/nonexistent/shoprec/retail.csv.gz"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("/nonexistent/shoprec/retail.csv.gz"), "{error}");
     }
 
     #[test]
@@ -1113,17 +959,7 @@ mod tests {
         for code in ["22423", "85123A", "85123a", "15056BL", "84997c"] {
             assert!(is_product_code(code), "{code}");
         }
-        for code in [
-            "POST",
-            "M",
-            "C2",
-            "DCGS0003",
-            "gift_0001_20",
-            "8512",
-            "85123A1",
-            " 85123A",
-            "",
-        ] {
+        for code in ["POST", "M", "C2", "DCGS0003", "gift_0001_20", "8512", "85123A1", " 85123A", ""] {
             assert!(!is_product_code(code), "{code}");
         }
     }
@@ -1177,21 +1013,14 @@ mod tests {
         ];
         for (case, row) in cases {
             let (_, report) = read(&format!("user_id,item_id,timestamp,weight\n{row}\n"));
-            assert_eq!(
-                report.dropped.get(&DropReason::Malformed),
-                Some(&1),
-                "case: {case}"
-            );
+            assert_eq!(report.dropped.get(&DropReason::Malformed), Some(&1), "case: {case}");
         }
     }
 
     #[test]
     fn generic_non_positive_weight() {
         let (_, report) = read("user_id,item_id,timestamp,weight\nu1,i1,0,0\nu1,i1,0,-1\n");
-        assert_eq!(
-            report.dropped.get(&DropReason::NonPositiveQuantity),
-            Some(&2)
-        );
+        assert_eq!(report.dropped.get(&DropReason::NonPositiveQuantity), Some(&2));
     }
 
     #[test]
@@ -1207,14 +1036,10 @@ mod tests {
 
     #[test]
     fn report_totals_and_display() {
-        let rows_text =
-            format!("{GOOD_ROW}{GOOD_ROW}C536379,85123A,X,6,2010-12-01 08:26:00,2.55,17850,UK\n");
+        let rows_text = format!("{GOOD_ROW}{GOOD_ROW}C536379,85123A,X,6,2010-12-01 08:26:00,2.55,17850,UK\n");
         let (_, report) = retail(&rows_text);
         assert_eq!(report.dropped_total(), 2);
-        assert_eq!(
-            report.to_string(),
-            "online_retail: 3 rows read, 1 kept, 2 dropped (cancelled 1, duplicate 1)"
-        );
+        assert_eq!(report.to_string(), "online_retail: 3 rows read, 1 kept, 2 dropped (cancelled 1, duplicate 1)");
     }
 
     #[test]
@@ -1222,15 +1047,7 @@ mod tests {
         let labels: Vec<&str> = DropReason::ALL.iter().map(DropReason::label).collect();
         assert_eq!(
             labels,
-            [
-                "malformed",
-                "cancelled",
-                "non_positive_quantity",
-                "missing_customer",
-                "non_positive_price",
-                "non_product_code",
-                "duplicate"
-            ]
+            ["malformed", "cancelled", "non_positive_quantity", "missing_customer", "non_positive_price", "non_product_code", "duplicate"]
         );
     }
 
@@ -1239,19 +1056,13 @@ mod tests {
     #[test]
     fn real_data_counts() {
         let Some(path) = std::env::var_os("SHOPREC_DATA") else {
-            println!(
-                "skipped real_data_counts: set SHOPREC_DATA to the Online Retail CSV to run it"
-            );
+            println!("skipped real_data_counts: set SHOPREC_DATA to the Online Retail CSV to run it");
             return;
         };
 
         let started = std::time::Instant::now();
         let (rows, report) = read_interactions(Path::new(&path)).unwrap();
-        println!(
-            "read {} in {:?}: {report}",
-            Path::new(&path).display(),
-            started.elapsed()
-        );
+        println!("read {} in {:?}: {report}", Path::new(&path).display(), started.elapsed());
 
         assert_eq!(report.format, InputFormat::OnlineRetail);
         assert_eq!(report.rows_read, 541_909);
@@ -1269,8 +1080,7 @@ mod tests {
 
         let users: rustc_hash::FxHashSet<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
         let items: rustc_hash::FxHashSet<&str> = rows.iter().map(|r| r.item_id.as_str()).collect();
-        let baskets: rustc_hash::FxHashSet<&str> =
-            rows.iter().filter_map(|r| r.basket_id.as_deref()).collect();
+        let baskets: rustc_hash::FxHashSet<&str> = rows.iter().filter_map(|r| r.basket_id.as_deref()).collect();
         assert_eq!(users.len(), 4_334);
         assert_eq!(items.len(), 3_659);
         assert_eq!(baskets.len(), 18_402);

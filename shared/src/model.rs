@@ -82,7 +82,7 @@ pub struct RankerContract {
     pub output: String,
     pub features: Vec<String>,
     pub opset: i64,
-    /// How the model was trained and how it scored on held-out users.
+    /// Training settings and held-out scores of the model.
     pub training: serde_json::Value,
 }
 
@@ -137,13 +137,7 @@ impl ModelData {
         let term_idf = crate::preferences::title_term_idf(catalogue.iter().map(|item| item.title.as_str()));
         let price_bands = price_terciles(catalogue.iter().map(|item| item.price));
         let catalogue = catalogue.into_iter().map(|item| (item.item_id.clone(), item)).collect();
-        ModelData {
-            catalogue,
-            popularity,
-            neighbours,
-            term_idf,
-            price_bands,
-        }
+        ModelData { catalogue, popularity, neighbours, term_idf, price_bands }
     }
 
     /// Returns the title of an item, or an empty string for an unknown item.

@@ -1,7 +1,7 @@
 //! Keeps the active model version in memory across warm invocations.
 //!
 //! A request within the refresh interval reads nothing remote. After it, one
-//! strongly consistent DynamoDB read tells whether the active version changed,
+//! strongly consistent DynamoDB read shows whether the active version changed,
 //! and S3 is read only when it did.
 
 use std::sync::Arc;
@@ -31,13 +31,7 @@ pub struct ModelCache {
 impl ModelCache {
     /// Creates an empty cache; the first [`ModelCache::get`] loads the model.
     pub fn new(store: DynamoStore, artifacts: ArtifactStore, parts: BundleParts, refresh: Duration) -> Self {
-        ModelCache {
-            store,
-            artifacts,
-            parts,
-            refresh,
-            state: Mutex::new(CacheState::default()),
-        }
+        ModelCache { store, artifacts, parts, refresh, state: Mutex::new(CacheState::default()) }
     }
 
     /// Returns the active model bundle, loading a new version when one was published.

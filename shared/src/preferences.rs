@@ -157,7 +157,11 @@ fn parse_event(user_id: &str, index: usize, raw: serde_json::Value, now: DateTim
         Some(value) => match value.as_u64() {
             Some(quantity) if (1..=MAX_QUANTITY as u64).contains(&quantity) => quantity as u32,
             _ => {
-                return Err(Error::invalid(field("quantity"), value.to_string(), format!("must be a whole number from 1 to {MAX_QUANTITY}")));
+                return Err(Error::invalid(
+                    field("quantity"),
+                    value.to_string(),
+                    format!("must be a whole number from 1 to {MAX_QUANTITY}"),
+                ));
             }
         },
     };
@@ -165,11 +169,16 @@ fn parse_event(user_id: &str, index: usize, raw: serde_json::Value, now: DateTim
     let timestamp = match &input.timestamp {
         None => now.timestamp(),
         Some(text) => {
-            let parsed = DateTime::parse_from_rfc3339(text)
-                .map_err(|error| Error::invalid(field("timestamp"), text, format!("must be an RFC 3339 time stamp such as 2011-12-09T12:50:00Z ({error})")))?;
+            let parsed = DateTime::parse_from_rfc3339(text).map_err(|error| {
+                Error::invalid(field("timestamp"), text, format!("must be an RFC 3339 time stamp such as 2011-12-09T12:50:00Z ({error})"))
+            })?;
             let seconds = parsed.timestamp();
             if seconds > now.timestamp() + MAX_FUTURE_SKEW_SECONDS {
-                return Err(Error::invalid(field("timestamp"), text, format!("lies more than {MAX_FUTURE_SKEW_SECONDS} seconds in the future")));
+                return Err(Error::invalid(
+                    field("timestamp"),
+                    text,
+                    format!("lies more than {MAX_FUTURE_SKEW_SECONDS} seconds in the future"),
+                ));
             }
             seconds
         }
@@ -211,9 +220,8 @@ pub fn user_history(profile: Option<&TrainedProfile>, events: &[StoredEvent]) ->
 }
 
 /// Words that carry no theme in product titles.
-const STOP_WORDS: &[&str] = &[
-    "and", "the", "with", "for", "set", "of", "in", "on", "to", "a", "an", "small", "large", "mini", "big", "assorted", "design", "pack",
-];
+const STOP_WORDS: &[&str] =
+    &["and", "the", "with", "for", "set", "of", "in", "on", "to", "a", "an", "small", "large", "mini", "big", "assorted", "design", "pack"];
 
 /// Splits a title into lower-case theme terms of at least three letters.
 pub fn title_terms(title: &str) -> impl Iterator<Item = String> + '_ {
@@ -235,10 +243,7 @@ pub fn title_term_idf<'a>(titles: impl Iterator<Item = &'a str>) -> FxHashMap<St
             *document_frequency.entry(term).or_default() += 1;
         }
     }
-    document_frequency
-        .into_iter()
-        .map(|(term, frequency)| (term, (documents as f32 / frequency as f32).ln_1p()))
-        .collect()
+    document_frequency.into_iter().map(|(term, frequency)| (term, (documents as f32 / frequency as f32).ln_1p())).collect()
 }
 
 /// A favourite item in the preference profile.
@@ -300,9 +305,7 @@ pub struct Preferences {
 }
 
 fn format_time(seconds: i64) -> String {
-    DateTime::<Utc>::from_timestamp(seconds, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
+    DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Number of favourite items and themes in a profile.
@@ -363,12 +366,8 @@ pub fn build_preferences(
     }
 
     let mut favourites: Vec<&PurchaseSummary> = purchases.values().collect();
-    favourites.sort_by(|a, b| {
-        b.orders
-            .cmp(&a.orders)
-            .then_with(|| b.quantity.total_cmp(&a.quantity))
-            .then_with(|| a.item_id.cmp(&b.item_id))
-    });
+    favourites
+        .sort_by(|a, b| b.orders.cmp(&a.orders).then_with(|| b.quantity.total_cmp(&a.quantity)).then_with(|| a.item_id.cmp(&b.item_id)));
     let favourite_items = favourites
         .iter()
         .take(PROFILE_LIST_LEN)
@@ -389,10 +388,7 @@ pub fn build_preferences(
         .chain(interest.iter().map(|(item_id, weight)| (*item_id, *weight)));
     let themes = themes(data, weighted_items);
 
-    let prices: Vec<f64> = purchases
-        .keys()
-        .filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price))
-        .collect();
+    let prices: Vec<f64> = purchases.keys().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
     let price_band = price_band(prices, data.price_bands);
 
     order_times.sort_unstable();
@@ -423,10 +419,7 @@ fn themes<'a>(data: &ModelData, weighted_items: impl Iterator<Item = (&'a str, f
     let mut themes: Vec<Theme> = weights
         .into_iter()
         .filter(|(_, weight)| *weight > 0.0)
-        .map(|(term, weight)| Theme {
-            term,
-            weight: if total > 0.0 { weight / total } else { 0.0 },
-        })
+        .map(|(term, weight)| Theme { term, weight: if total > 0.0 { weight / total } else { 0.0 } })
         .collect();
     themes.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.term.cmp(&b.term)));
     themes.truncate(PROFILE_LIST_LEN);
@@ -446,11 +439,7 @@ fn price_band(mut prices: Vec<f64>, terciles: [f64; 2]) -> Option<PriceBand> {
     } else {
         "mid"
     };
-    Some(PriceBand {
-        band,
-        median_price,
-        catalogue_terciles: terciles,
-    })
+    Some(PriceBand { band, median_price, catalogue_terciles: terciles })
 }
 
 /// Average length of a month in days.
@@ -462,18 +451,9 @@ fn purchase_frequency(order_times: &[i64]) -> PurchaseFrequency {
         (Some(first), Some(last)) => (last - first) as f64 / 86_400.0,
         _ => 0.0,
     };
-    let orders_per_month = if orders == 0 {
-        0.0
-    } else {
-        orders as f64 / (active_days / DAYS_PER_MONTH).max(1.0)
-    };
+    let orders_per_month = if orders == 0 { 0.0 } else { orders as f64 / (active_days / DAYS_PER_MONTH).max(1.0) };
     let mean_days_between_orders = (orders > 1).then(|| active_days / (orders - 1) as f64);
-    PurchaseFrequency {
-        orders,
-        active_days,
-        orders_per_month,
-        mean_days_between_orders,
-    }
+    PurchaseFrequency { orders, active_days, orders_per_month, mean_days_between_orders }
 }
 
 #[cfg(test)]
@@ -539,11 +519,16 @@ mod tests {
         assert_eq!(field, "events[0].quantity");
         assert_eq!(value, "0");
 
-        let (field, value) = invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"yesterday"}"#, now()));
+        let (field, value) =
+            invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"yesterday"}"#, now()));
         assert_eq!(field, "events[0].timestamp");
         assert_eq!(value, "yesterday");
 
-        let (field, _) = invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"2027-01-01T00:00:00Z"}"#, now()));
+        let (field, _) = invalid_field(parse_events(
+            "u1",
+            br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"2027-01-01T00:00:00Z"}"#,
+            now(),
+        ));
         assert_eq!(field, "events[0].timestamp");
     }
 
@@ -610,7 +595,8 @@ mod tests {
 
     #[test]
     fn history_moves_bought_items_out_of_interest() {
-        let events = vec![event("e1", EventType::View, "A", 1), event("e2", EventType::Purchase, "A", 2), event("e3", EventType::AddToCart, "B", 3)];
+        let events =
+            vec![event("e1", EventType::View, "A", 1), event("e2", EventType::Purchase, "A", 2), event("e3", EventType::AddToCart, "B", 3)];
         let history = user_history(None, &events);
         assert!(history.purchased.contains_key("A"));
         assert!(!history.interest.contains_key("A"));

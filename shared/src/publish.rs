@@ -13,7 +13,7 @@ use crate::store::{ActiveModel, DynamoStore, ItemRecord, NeighbourRecord};
 use crate::train::onnx::{export_logistic, INPUT_NAME, OPSET, OUTPUT_NAME};
 use crate::train::{Progress, TrainOptions, TrainedModel};
 
-/// What a publish wrote.
+/// Summary of a publish.
 #[derive(Debug, Clone)]
 pub struct PublishReport {
     pub model_version: String,
@@ -61,12 +61,7 @@ pub async fn publish(
     let listed = artifacts
         .put_version_files(
             &model_version,
-            vec![
-                (files::CATALOGUE, catalogue),
-                (files::POPULARITY, popularity),
-                (files::NEIGHBOURS, neighbours),
-                (files::RANKER, ranker),
-            ],
+            vec![(files::CATALOGUE, catalogue), (files::POPULARITY, popularity), (files::NEIGHBOURS, neighbours), (files::RANKER, ranker)],
         )
         .await?;
     let manifest = Manifest {

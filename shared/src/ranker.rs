@@ -25,13 +25,8 @@ pub fn onnxruntime_library_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|path| !path.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    let beside_executable = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(ONNXRUNTIME_LIBRARY)));
-    beside_executable
-        .into_iter()
-        .chain(std::iter::once(Path::new(LAYER_LIBRARY_DIR).join(ONNXRUNTIME_LIBRARY)))
-        .find(|path| path.is_file())
+    let beside_executable = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(ONNXRUNTIME_LIBRARY)));
+    beside_executable.into_iter().chain(std::iter::once(Path::new(LAYER_LIBRARY_DIR).join(ONNXRUNTIME_LIBRARY))).find(|path| path.is_file())
 }
 
 fn environment() -> Result<&'static Environment> {
@@ -57,11 +52,7 @@ pub struct Ranker {
 
 impl std::fmt::Debug for Ranker {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Ranker")
-            .field("input", &self.input)
-            .field("output", &self.output)
-            .finish_non_exhaustive()
+        formatter.debug_struct("Ranker").field("input", &self.input).field("output", &self.output).finish_non_exhaustive()
     }
 }
 
@@ -76,12 +67,10 @@ impl Ranker {
             )));
         }
         let builder = Session::builder(environment()?).map_err(|error| Error::Ranker(format!("could not create a session: {error}")))?;
-        let mut builder = builder
-            .with_intra_threads(1)
-            .map_err(|error| Error::Ranker(format!("could not configure the session: {error}")))?;
-        let session = builder
-            .commit_from_memory(model)
-            .map_err(|error| Error::Ranker(format!("could not load the ONNX model: {error}")))?;
+        let mut builder =
+            builder.with_intra_threads(1).map_err(|error| Error::Ranker(format!("could not configure the session: {error}")))?;
+        let session =
+            builder.commit_from_memory(model).map_err(|error| Error::Ranker(format!("could not load the ONNX model: {error}")))?;
 
         let has_input = session.inputs().iter().any(|input| input.name() == contract.input);
         let has_output = session.outputs().iter().any(|output| output.name() == contract.output);
@@ -91,11 +80,7 @@ impl Ranker {
                 contract.input, contract.output
             )));
         }
-        Ok(Ranker {
-            session: Mutex::new(session),
-            input: contract.input.clone(),
-            output: contract.output.clone(),
-        })
+        Ok(Ranker { session: Mutex::new(session), input: contract.input.clone(), output: contract.output.clone() })
     }
 }
 

@@ -29,7 +29,7 @@ pub const VIEW_WEIGHT: f32 = 0.3;
 /// Weight of an item added to the cart, relative to a purchase, when it seeds neighbours.
 pub const ADD_TO_CART_WEIGHT: f32 = 0.6;
 
-/// What the recommender knows about one user at request time.
+/// A user's purchases and interests at request time.
 #[derive(Debug, Clone, Default)]
 pub struct UserHistory {
     /// Items the user bought, with the quantity bought.
@@ -39,18 +39,14 @@ pub struct UserHistory {
 }
 
 impl UserHistory {
-    /// Returns true when the history holds no item at all.
+    /// Returns true when the history contains no item at all.
     pub fn is_empty(&self) -> bool {
         self.purchased.is_empty() && self.interest.is_empty()
     }
 
     /// Returns the median catalogue price of the purchased items, if any is known.
     pub fn median_price(&self, data: &ModelData) -> Option<f64> {
-        let mut prices: Vec<f64> = self
-            .purchased
-            .keys()
-            .filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price))
-            .collect();
+        let mut prices: Vec<f64> = self.purchased.keys().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
         if prices.is_empty() {
             return None;
         }
@@ -59,7 +55,7 @@ impl UserHistory {
     }
 }
 
-/// Where a candidate came from.
+/// Source of a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateSource {
@@ -88,10 +84,7 @@ pub struct CandidateLimits {
 
 impl Default for CandidateLimits {
     fn default() -> Self {
-        CandidateLimits {
-            neighbours: 200,
-            popular: 50,
-        }
+        CandidateLimits { neighbours: 200, popular: 50 }
     }
 }
 
@@ -126,11 +119,7 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
     }
 
     let mut candidates: Vec<Candidate> = scored.into_values().collect();
-    candidates.sort_by(|a, b| {
-        b.neighbour_score_sum
-            .total_cmp(&a.neighbour_score_sum)
-            .then_with(|| a.item_id.cmp(&b.item_id))
-    });
+    candidates.sort_by(|a, b| b.neighbour_score_sum.total_cmp(&a.neighbour_score_sum).then_with(|| a.item_id.cmp(&b.item_id)));
     candidates.truncate(limits.neighbours);
 
     let mut seen: FxHashSet<String> = candidates.iter().map(|candidate| candidate.item_id.clone()).collect();
@@ -156,12 +145,7 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
 }
 
 /// Builds the feature row of one candidate, in [`FEATURE_NAMES`] order.
-pub fn candidate_features(
-    data: &ModelData,
-    history_size: usize,
-    median_price: Option<f64>,
-    candidate: &Candidate,
-) -> [f32; FEATURE_COUNT] {
+pub fn candidate_features(data: &ModelData, history_size: usize, median_price: Option<f64>, candidate: &Candidate) -> [f32; FEATURE_COUNT] {
     let item = data.catalogue.get(&candidate.item_id);
     let buyers = item.map_or(0, |item| item.buyers);
     let recent_buyers = item.map_or(0, |item| item.recent_buyers);
@@ -225,10 +209,7 @@ pub fn recommend(
 
     let mut ranked: Vec<(Candidate, f32)> = candidates.into_iter().zip(scores).collect();
     ranked.sort_by(|(a, a_score), (b, b_score)| {
-        b_score
-            .partial_cmp(a_score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.item_id.cmp(&b.item_id))
+        b_score.partial_cmp(a_score).unwrap_or(Ordering::Equal).then_with(|| a.item_id.cmp(&b.item_id))
     });
     ranked.truncate(limit);
 
@@ -269,41 +250,25 @@ mod tests {
     use crate::model::{CatalogueItem, Neighbour, Popularity};
 
     fn item(item_id: &str, price: f64, buyers: u32) -> CatalogueItem {
-        CatalogueItem {
-            item_id: item_id.into(),
-            title: format!("TITLE {item_id}"),
-            price,
-            buyers,
-            recent_buyers: buyers / 2,
-        }
+        CatalogueItem { item_id: item_id.into(), title: format!("TITLE {item_id}"), price, buyers, recent_buyers: buyers / 2 }
     }
 
     fn neighbour(item_id: &str, score: f32) -> Neighbour {
-        Neighbour {
-            item_id: item_id.into(),
-            score,
-            support: 3,
-        }
+        Neighbour { item_id: item_id.into(), score, support: 3 }
     }
 
     fn sample_data() -> ModelData {
         let mut neighbours = FxHashMap::default();
         neighbours.insert("A".to_string(), vec![neighbour("B", 0.8), neighbour("C", 0.4)]);
         neighbours.insert("D".to_string(), vec![neighbour("C", 0.5), neighbour("A", 0.9)]);
-        let popularity = Popularity {
-            recent_days: 30,
-            all_time: vec!["E".into(), "A".into(), "B".into()],
-            recent: vec!["B".into(), "E".into()],
-        };
+        let popularity =
+            Popularity { recent_days: 30, all_time: vec!["E".into(), "A".into(), "B".into()], recent: vec!["B".into(), "E".into()] };
         let catalogue = ["A", "B", "C", "D", "E"].iter().map(|id| item(id, 2.0, 10)).collect();
         ModelData::new(catalogue, popularity, neighbours)
     }
 
     fn history(purchased: &[&str]) -> UserHistory {
-        UserHistory {
-            purchased: purchased.iter().map(|id| (id.to_string(), 1.0)).collect(),
-            interest: FxHashMap::default(),
-        }
+        UserHistory { purchased: purchased.iter().map(|id| (id.to_string(), 1.0)).collect(), interest: FxHashMap::default() }
     }
 
     #[test]

@@ -85,19 +85,11 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    Error::DynamoDb {
-        operation,
-        table: table.to_string(),
-        message: DisplayErrorContext(&error).to_string(),
-    }
+    Error::DynamoDb { operation, table: table.to_string(), message: DisplayErrorContext(&error).to_string() }
 }
 
 fn conversion_error(operation: &'static str, table: &str, error: serde_dynamo::Error) -> Error {
-    Error::DynamoDb {
-        operation,
-        table: table.to_string(),
-        message: format!("record does not match the expected shape: {error}"),
-    }
+    Error::DynamoDb { operation, table: table.to_string(), message: format!("record does not match the expected shape: {error}") }
 }
 
 /// DynamoDB-backed store of the shop data.
@@ -130,10 +122,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|error| dynamo_error("GetItem", table, error))?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error)))
-            .transpose()
+        output.item.map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error))).transpose()
     }
 
     /// Points the active model version at `next` in one conditional write that
@@ -150,18 +139,13 @@ impl DynamoStore {
                 .condition_expression("#version = :expected")
                 .expression_attribute_names("#version", keys::MODEL_VERSION)
                 .expression_attribute_values(":expected", AttributeValue::S(version.into())),
-            None => request
-                .condition_expression("attribute_not_exists(#name)")
-                .expression_attribute_names("#name", keys::NAME),
+            None => request.condition_expression("attribute_not_exists(#name)").expression_attribute_names("#name", keys::NAME),
         };
         match request.send().await {
             Ok(_) => Ok(()),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 let found = self.active_model().await?.map(|active| active.model_version);
-                Err(Error::PublishConflict {
-                    expected: expected.map(str::to_string),
-                    found,
-                })
+                Err(Error::PublishConflict { expected: expected.map(str::to_string), found })
             }
             Err(error) => Err(dynamo_error("PutItem", table, error)),
         }
@@ -202,10 +186,7 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|error| dynamo_error("BatchWriteItem", table, error))?;
-            pending = output
-                .unprocessed_items
-                .and_then(|mut unprocessed| unprocessed.remove(table))
-                .unwrap_or_default();
+            pending = output.unprocessed_items.and_then(|mut unprocessed| unprocessed.remove(table)).unwrap_or_default();
             if !pending.is_empty() {
                 tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
             }
@@ -225,20 +206,28 @@ impl DynamoStore {
 
     /// Reads one item of a model version.
     pub async fn get_item(&self, model_version: &str, item_id: &str) -> Result<Option<ItemRecord>> {
-        let table = &self.tables.items;
+        self.get_versioned(&self.tables.items, model_version, keys::ITEM_ID, item_id).await
+    }
+
+    /// Reads the record keyed by a model version and a sort key. An eventually
+    /// consistent read suffices because these records never change once written.
+    async fn get_versioned<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        model_version: &str,
+        sort_key: &str,
+        id: &str,
+    ) -> Result<Option<T>> {
         let output = self
             .client
             .get_item()
             .table_name(table)
             .key(keys::MODEL_VERSION, AttributeValue::S(model_version.into()))
-            .key(keys::ITEM_ID, AttributeValue::S(item_id.into()))
+            .key(sort_key, AttributeValue::S(id.into()))
             .send()
             .await
             .map_err(|error| dynamo_error("GetItem", table, error))?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error)))
-            .transpose()
+        output.item.map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error))).transpose()
     }
 
     /// Writes the trained profiles of a model version.
@@ -256,20 +245,7 @@ impl DynamoStore {
 
     /// Reads a user's trained profile of a model version.
     pub async fn get_profile(&self, model_version: &str, user_id: &str) -> Result<Option<TrainedProfile>> {
-        let table = &self.tables.profiles;
-        let output = self
-            .client
-            .get_item()
-            .table_name(table)
-            .key(keys::MODEL_VERSION, AttributeValue::S(model_version.into()))
-            .key(keys::USER_ID, AttributeValue::S(user_id.into()))
-            .send()
-            .await
-            .map_err(|error| dynamo_error("GetItem", table, error))?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error)))
-            .transpose()
+        self.get_versioned(&self.tables.profiles, model_version, keys::USER_ID, user_id).await
     }
 
     /// Stores an event unless one with the same user and event id exists.

@@ -8,12 +8,7 @@ use tracing_subscriber::EnvFilter;
 /// fields each log call records, such as the user and item ids.
 pub fn init_json_logs() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time()
-        .try_init();
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
 }
 
 /// Installs plain, human-readable logs on standard error for command-line tools.

@@ -34,23 +34,15 @@ pub struct TableDefinition {
 pub const TABLE_LOGICAL_IDS: [&str; 4] = ["ItemsTable", "ProfilesTable", "EventsTable", "ModelStateTable"];
 
 fn template_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Config {
-        name: path.display().to_string(),
-        reason: reason.into(),
-    }
+    Error::Config { name: path.display().to_string(), reason: reason.into() }
 }
 
 /// Reads every `AWS::DynamoDB::Table` resource of a SAM or CloudFormation template.
 pub fn read_table_definitions(path: &Path) -> Result<Vec<TableDefinition>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let template: Value = serde_norway::from_str(&text).map_err(|error| template_error(path, format!("invalid YAML: {error}")))?;
-    let resources = template
-        .get("Resources")
-        .and_then(Value::as_mapping)
-        .ok_or_else(|| template_error(path, "has no Resources section"))?;
+    let resources =
+        template.get("Resources").and_then(Value::as_mapping).ok_or_else(|| template_error(path, "has no Resources section"))?;
 
     let mut tables = Vec::new();
     for (logical_id, resource) in resources {
@@ -58,19 +50,14 @@ pub fn read_table_definitions(path: &Path) -> Result<Vec<TableDefinition>> {
             continue;
         }
         let logical_id = logical_id.as_str().unwrap_or_default().to_string();
-        let properties = resource
-            .get("Properties")
-            .ok_or_else(|| template_error(path, format!("table {logical_id} has no Properties")))?;
+        let properties = resource.get("Properties").ok_or_else(|| template_error(path, format!("table {logical_id} has no Properties")))?;
         let attribute_types: Vec<(String, String)> = properties
             .get("AttributeDefinitions")
             .and_then(Value::as_sequence)
             .into_iter()
             .flatten()
             .filter_map(|definition| {
-                Some((
-                    definition.get("AttributeName")?.as_str()?.to_string(),
-                    definition.get("AttributeType")?.as_str()?.to_string(),
-                ))
+                Some((definition.get("AttributeName")?.as_str()?.to_string(), definition.get("AttributeType")?.as_str()?.to_string()))
             })
             .collect();
         let mut keys = Vec::new();
@@ -82,22 +69,14 @@ pub fn read_table_definitions(path: &Path) -> Result<Vec<TableDefinition>> {
                 .find(|(attribute, _)| *attribute == name)
                 .map(|(_, attribute_type)| attribute_type.clone())
                 .ok_or_else(|| template_error(path, format!("table {logical_id}: key {name} has no AttributeDefinitions entry")))?;
-            keys.push(KeyAttribute {
-                name,
-                key_type,
-                attribute_type,
-            });
+            keys.push(KeyAttribute { name, key_type, attribute_type });
         }
         let stream_view_type = properties
             .get("StreamSpecification")
             .and_then(|stream| stream.get("StreamViewType"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        tables.push(TableDefinition {
-            logical_id,
-            keys,
-            stream_view_type,
-        });
+        tables.push(TableDefinition { logical_id, keys, stream_view_type });
     }
     Ok(tables)
 }
@@ -110,11 +89,7 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, template: &Path, n
         .list_tables()
         .send()
         .await
-        .map_err(|error| Error::DynamoDb {
-            operation: "ListTables",
-            table: "*".into(),
-            message: DisplayErrorContext(&error).to_string(),
-        })?
+        .map_err(|error| Error::DynamoDb { operation: "ListTables", table: "*".into(), message: DisplayErrorContext(&error).to_string() })?
         .table_names
         .unwrap_or_default();
 
@@ -181,14 +156,11 @@ pub async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> Result<
             request = request.create_bucket_configuration(location);
         }
     }
-    request
-        .send()
-        .await
-        .map_err(|error| Error::S3 {
-            operation: "CreateBucket",
-            bucket: bucket.to_string(),
-            key: String::new(),
-            message: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
-        })?;
+    request.send().await.map_err(|error| Error::S3 {
+        operation: "CreateBucket",
+        bucket: bucket.to_string(),
+        key: String::new(),
+        message: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
+    })?;
     Ok(true)
 }

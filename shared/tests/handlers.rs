@@ -203,7 +203,10 @@ async fn post_events_rejects_bad_input_without_writing() {
         (r#"{"event_id":"","type":"view","item_id":"22423"}"#, "events[0].event_id"),
         (r#"{"event_id":"x1","type":"view","item_id":"22423","quantity":-2}"#, "events[0].quantity"),
         (r#"{"event_id":"x1","type":"view","item_id":"22423","timestamp":"12/10/2011"}"#, "events[0].timestamp"),
-        (r#"{"events":[{"event_id":"x1","type":"view","item_id":"A"},{"event_id":"x1","type":"view","item_id":"B"}]}"#, "events[1].event_id"),
+        (
+            r#"{"events":[{"event_id":"x1","type":"view","item_id":"A"},{"event_id":"x1","type":"view","item_id":"B"}]}"#,
+            "events[1].event_id",
+        ),
     ];
     for (body, field) in cases {
         let mut bad = event("post-events");

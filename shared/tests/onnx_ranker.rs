@@ -38,12 +38,7 @@ fn onnx_scores_match_trainer_within_1e5() {
 
 #[test]
 fn ranker_rejects_other_feature_contract() {
-    let model = LogisticModel {
-        mean: [0.0; FEATURE_COUNT],
-        scale: [1.0; FEATURE_COUNT],
-        weights: [1.0; FEATURE_COUNT],
-        bias: 0.0,
-    };
+    let model = LogisticModel { mean: [0.0; FEATURE_COUNT], scale: [1.0; FEATURE_COUNT], weights: [1.0; FEATURE_COUNT], bias: 0.0 };
     let onnx = export_logistic(&model, "test").unwrap();
     let mut reordered = contract();
     reordered.features.swap(0, 1);

@@ -90,11 +90,7 @@ async fn publish_writes_manifest_and_activates() {
 
     let active = stack.store.active_model().await.unwrap().unwrap();
     assert_eq!(active.model_version, report.model_version);
-    let bundle = stack
-        .artifacts
-        .load_bundle(&active, BundleParts { neighbours: true, ranker: true })
-        .await
-        .unwrap();
+    let bundle = stack.artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true }).await.unwrap();
     assert_eq!(bundle.manifest.files.len(), 4);
     assert_eq!(bundle.data.catalogue.len(), 12);
     assert!(bundle.ranker.is_some());
@@ -109,15 +105,7 @@ async fn publish_writes_manifest_and_activates() {
 }
 
 async fn overwrite(stack: &common::LocalStack, key: &str, bytes: Vec<u8>) {
-    stack
-        .s3
-        .put_object()
-        .bucket(stack.artifacts.bucket())
-        .key(key)
-        .body(ByteStream::from(bytes))
-        .send()
-        .await
-        .unwrap();
+    stack.s3.put_object().bucket(stack.artifacts.bucket()).key(key).body(ByteStream::from(bytes)).send().await.unwrap();
 }
 
 #[tokio::test]

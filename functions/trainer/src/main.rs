@@ -77,13 +77,7 @@ async fn main() -> anyhow::Result<()> {
     shoprec::telemetry::init_text_logs();
     match Cli::parse().command {
         Command::Setup { template } => setup(template).await,
-        Command::Train {
-            data,
-            dry_run,
-            neighbours,
-            holdout_days,
-            recent_days,
-        } => {
+        Command::Train { data, dry_run, neighbours, holdout_days, recent_days } => {
             let mut options = TrainOptions::default();
             options.neighbours.per_item = neighbours;
             options.holdout_days = holdout_days;
@@ -147,10 +141,12 @@ async fn run_training(data: PathBuf, dry_run: bool, options: TrainOptions) -> an
     }
     println!("  users               {}", trained.data.users);
     println!("  items               {}", trained.data.items);
-    println!("  NDCG@10 held out    ranker {:.4}, neighbours {:.4}, popularity {:.4}",
+    println!(
+        "  NDCG@10 held out    ranker {:.4}, neighbours {:.4}, popularity {:.4}",
         validation["ranker"]["ndcg"].as_f64().unwrap_or_default(),
         validation["neighbours"]["ndcg"].as_f64().unwrap_or_default(),
-        validation["popularity"]["ndcg"].as_f64().unwrap_or_default());
+        validation["popularity"]["ndcg"].as_f64().unwrap_or_default()
+    );
     println!("  time per step");
     println!("    {:<22}{:>8.2} s", "read and clean", read_time.as_secs_f64());
     let publish_times = published.iter().flat_map(|report| report.step_times.iter());

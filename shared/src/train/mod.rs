@@ -52,9 +52,9 @@ impl Default for TrainOptions {
 
 /// Receives progress of the training steps.
 pub trait Progress {
-    /// A step starts.
+    /// Reports that a step started.
     fn started(&mut self, step: &str);
-    /// A step ended after `elapsed`, with a one-line summary.
+    /// Reports that a step ended after `elapsed`, with a one-line summary.
     fn finished(&mut self, step: &str, elapsed: Duration, summary: &str);
 }
 
@@ -79,7 +79,7 @@ pub struct TrainedModel {
     pub items: ItemModel,
     pub profiles: Vec<TrainedProfile>,
     pub ranker: LogisticModel,
-    /// How the ranker was trained and how it scored, for the manifest.
+    /// Training settings and held-out scores of the ranker, for the manifest.
     pub ranker_report: serde_json::Value,
     pub data: DataSummary,
     pub step_times: Vec<(String, Duration)>,
@@ -168,11 +168,7 @@ pub fn fit_item_model(interactions: &[&Interaction], options: &TrainOptions) -> 
         order.truncate(options.popular_len);
         order.into_iter().map(|item| item_ids[item].to_string()).collect()
     };
-    let popularity = Popularity {
-        recent_days: options.recent_days,
-        all_time: ranked(&buyers),
-        recent: ranked(&recent_buyers),
-    };
+    let popularity = Popularity { recent_days: options.recent_days, all_time: ranked(&buyers), recent: ranked(&recent_buyers) };
 
     let indexed = compute_neighbours(&user_items, item_ids.len(), options.neighbours);
     let neighbours = indexed
@@ -192,11 +188,7 @@ pub fn fit_item_model(interactions: &[&Interaction], options: &TrainOptions) -> 
         })
         .collect();
 
-    ItemModel {
-        catalogue,
-        popularity,
-        neighbours,
-    }
+    ItemModel { catalogue, popularity, neighbours }
 }
 
 /// Identifies an order: the basket id, or the time stamp where the data has no baskets.
@@ -255,13 +247,7 @@ pub fn build_profiles(interactions: &[Interaction]) -> Vec<TrainedProfile> {
             let mut order_times: Vec<i64> = user.orders.into_values().collect();
             order_times.sort_unstable();
             order_times.dedup();
-            TrainedProfile {
-                user_id: user_id.to_string(),
-                purchases,
-                order_times,
-                first_at: user.first_at,
-                last_at: user.last_at,
-            }
+            TrainedProfile { user_id: user_id.to_string(), purchases, order_times, first_at: user.first_at, last_at: user.last_at }
         })
         .collect();
     profiles.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -292,7 +278,12 @@ pub fn time_split(interactions: &[Interaction], cut: i64, end: i64) -> Vec<Split
     split
 }
 
-fn timed<T>(progress: &mut dyn Progress, times: &mut Vec<(String, Duration)>, step: &str, run: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+fn timed<T>(
+    progress: &mut dyn Progress,
+    times: &mut Vec<(String, Duration)>,
+    step: &str,
+    run: impl FnOnce() -> Result<(T, String)>,
+) -> Result<T> {
     progress.started(step);
     let start = Instant::now();
     let (value, summary) = run()?;
@@ -303,7 +294,12 @@ fn timed<T>(progress: &mut dyn Progress, times: &mut Vec<(String, Duration)>, st
 }
 
 /// Trains every part of a model version from cleaned interactions.
-pub fn train(interactions: &[Interaction], cleaning: &CleaningReport, options: &TrainOptions, progress: &mut dyn Progress) -> Result<TrainedModel> {
+pub fn train(
+    interactions: &[Interaction],
+    cleaning: &CleaningReport,
+    options: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<TrainedModel> {
     if interactions.is_empty() {
         return Err(Error::Training("no interactions left after cleaning: check the input file".into()));
     }
@@ -336,14 +332,7 @@ pub fn train(interactions: &[Interaction], cleaning: &CleaningReport, options: &
         first_interaction: first,
         last_interaction: last,
     };
-    Ok(TrainedModel {
-        items,
-        profiles,
-        ranker,
-        ranker_report,
-        data,
-        step_times: times,
-    })
+    Ok(TrainedModel { items, profiles, ranker, ranker_report, data, step_times: times })
 }
 
 /// Fits the ranker on the time split and evaluates it, the neighbours alone and
@@ -360,7 +349,8 @@ fn train_ranker(interactions: &[Interaction], last: i64, options: &TrainOptions)
     let data = fit_item_model(&before_cut, options).to_model_data();
     let users = time_split(interactions, cut, last + 1);
     let every = options.validation_every.max(2);
-    let (validation, training): (Vec<SplitUser>, Vec<SplitUser>) = users.into_iter().enumerate().partition(|(index, _)| index % every == 0).map_pair();
+    let (validation, training): (Vec<SplitUser>, Vec<SplitUser>) =
+        users.into_iter().enumerate().partition(|(index, _)| index % every == 0).map_pair();
 
     let (features, labels) = training_rows(&data, &training, options.candidate_limits);
     let positives = labels.iter().filter(|&&label| label > 0.5).count();
@@ -431,7 +421,7 @@ mod tests {
 
     #[test]
     fn item_model_counts_buyers_and_recent() {
-        let rows = vec![row("u1", "A", 0, "b1"), row("u1", "A", 1, "b2"), row("u2", "A", 100, "b3"), row("u2", "B", 100, "b3")];
+        let rows = [row("u1", "A", 0, "b1"), row("u1", "A", 1, "b2"), row("u2", "A", 100, "b3"), row("u2", "B", 100, "b3")];
         let refs: Vec<&Interaction> = rows.iter().collect();
         let model = fit_item_model(&refs, &TrainOptions::default());
         let a = model.catalogue.iter().find(|item| item.item_id == "A").unwrap();

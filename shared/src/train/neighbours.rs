@@ -15,11 +15,7 @@ pub struct NeighbourOptions {
 
 impl Default for NeighbourOptions {
     fn default() -> Self {
-        NeighbourOptions {
-            per_item: 50,
-            shrinkage: 10.0,
-            min_support: 2,
-        }
+        NeighbourOptions { per_item: 50, shrinkage: 10.0, min_support: 2 }
     }
 }
 
@@ -71,11 +67,7 @@ pub fn compute_neighbours(user_items: &[Vec<u32>], item_count: usize, options: N
                         let support = counts[other as usize];
                         let together = support as f32;
                         let cosine = together / (buyers * item_users[other as usize].len() as f32).sqrt();
-                        IndexedNeighbour {
-                            item: other,
-                            score: cosine * together / (together + options.shrinkage),
-                            support,
-                        }
+                        IndexedNeighbour { item: other, score: cosine * together / (together + options.shrinkage), support }
                     })
                     .collect();
                 for &other in touched.iter() {
@@ -96,11 +88,7 @@ mod tests {
     use super::*;
 
     fn options(per_item: usize) -> NeighbourOptions {
-        NeighbourOptions {
-            per_item,
-            shrinkage: 0.0,
-            min_support: 1,
-        }
+        NeighbourOptions { per_item, shrinkage: 0.0, min_support: 1 }
     }
 
     #[test]
@@ -128,15 +116,7 @@ mod tests {
     #[test]
     fn shrinkage_lowers_rare_pairs() {
         let user_items = vec![vec![0, 1], vec![0, 1], vec![0, 1], vec![2, 3]];
-        let shrunk = compute_neighbours(
-            &user_items,
-            4,
-            NeighbourOptions {
-                per_item: 10,
-                shrinkage: 10.0,
-                min_support: 1,
-            },
-        );
+        let shrunk = compute_neighbours(&user_items, 4, NeighbourOptions { per_item: 10, shrinkage: 10.0, min_support: 1 });
         // Both pairs have cosine 1; the pair with three buyers keeps more of it.
         assert!(shrunk[0][0].score > shrunk[2][0].score);
         assert!((shrunk[2][0].score - 1.0 / 11.0).abs() < 1e-6);
@@ -145,15 +125,7 @@ mod tests {
     #[test]
     fn min_support_and_top_k_apply() {
         let user_items = vec![vec![0, 1, 2, 3], vec![0, 1], vec![0, 1, 2]];
-        let neighbours = compute_neighbours(
-            &user_items,
-            4,
-            NeighbourOptions {
-                per_item: 1,
-                shrinkage: 0.0,
-                min_support: 2,
-            },
-        );
+        let neighbours = compute_neighbours(&user_items, 4, NeighbourOptions { per_item: 1, shrinkage: 0.0, min_support: 2 });
         assert_eq!(neighbours[0].len(), 1);
         assert_eq!(neighbours[0][0].item, 1);
         assert!(neighbours[3].is_empty());

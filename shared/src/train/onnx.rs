@@ -1,8 +1,8 @@
 //! Export of the logistic ranker as an ONNX graph that ONNX Runtime runs.
 
 use onnx_protobuf::{
-    tensor_proto::DataType, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto, GraphProto, Message,
-    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_proto::DataType, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto, GraphProto, Message, ModelProto,
+    NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 use super::ranker::LogisticModel;
@@ -34,36 +34,22 @@ fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
 fn float_value_info(name: &str, dims: [Dimension; 2]) -> ValueInfoProto {
     let tensor = type_proto::Tensor {
         elem_type: DataType::FLOAT as i32,
-        shape: Some(TensorShapeProto {
-            dim: dims.to_vec(),
-            ..Default::default()
-        })
-        .into(),
+        shape: Some(TensorShapeProto { dim: dims.to_vec(), ..Default::default() }).into(),
         ..Default::default()
     };
     ValueInfoProto {
         name: name.to_string(),
-        type_: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(tensor)),
-            ..Default::default()
-        })
-        .into(),
+        type_: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }).into(),
         ..Default::default()
     }
 }
 
 fn dim_param(name: &str) -> Dimension {
-    Dimension {
-        value: Some(dimension::Value::DimParam(name.to_string())),
-        ..Default::default()
-    }
+    Dimension { value: Some(dimension::Value::DimParam(name.to_string())), ..Default::default() }
 }
 
 fn dim_value(value: i64) -> Dimension {
-    Dimension {
-        value: Some(dimension::Value::DimValue(value)),
-        ..Default::default()
-    }
+    Dimension { value: Some(dimension::Value::DimValue(value)), ..Default::default() }
 }
 
 fn node(op_type: &str, inputs: &[&str], output: &str) -> NodeProto {
@@ -102,11 +88,7 @@ pub fn export_logistic(model: &LogisticModel, model_version: &str) -> Result<Vec
     };
     let model = ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-            ..Default::default()
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET, ..Default::default() }],
         producer_name: "shoprec-trainer".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         model_version: 1,
@@ -114,7 +96,5 @@ pub fn export_logistic(model: &LogisticModel, model_version: &str) -> Result<Vec
         graph: Some(graph).into(),
         ..Default::default()
     };
-    model
-        .write_to_bytes()
-        .map_err(|error| Error::Training(format!("could not serialise the ONNX ranker: {error}")))
+    model.write_to_bytes().map_err(|error| Error::Training(format!("could not serialise the ONNX ranker: {error}")))
 }

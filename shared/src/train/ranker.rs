@@ -1,5 +1,5 @@
 //! The learned ranker: a logistic regression over the candidate features,
-//! trained on a time-ordered split so that it never sees the future, and its
+//! trained on a time-ordered split so that it never learns from interactions after the cut, and its
 //! evaluation on held-out users.
 
 use rayon::prelude::*;
@@ -22,8 +22,8 @@ pub struct LogisticModel {
 impl LogisticModel {
     fn logit(&self, row: &[f32]) -> f32 {
         let mut logit = self.bias;
-        for feature in 0..FEATURE_COUNT {
-            logit += (row[feature] - self.mean[feature]) / self.scale[feature] * self.weights[feature];
+        for (feature, value) in row.iter().enumerate().take(FEATURE_COUNT) {
+            logit += (value - self.mean[feature]) / self.scale[feature] * self.weights[feature];
         }
         logit
     }
@@ -50,11 +50,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions {
-            iterations: 300,
-            learning_rate: 1.0,
-            l2: 1e-4,
-        }
+        FitOptions { iterations: 300, learning_rate: 1.0, l2: 1e-4 }
     }
 }
 
@@ -72,12 +68,7 @@ pub fn fit_logistic(features: &[f32], labels: &[f32], options: FitOptions) -> Lo
             square[feature] += f64::from(row[feature]).powi(2);
         }
     }
-    let mut model = LogisticModel {
-        mean: [0.0; FEATURE_COUNT],
-        scale: [1.0; FEATURE_COUNT],
-        weights: [0.0; FEATURE_COUNT],
-        bias: 0.0,
-    };
+    let mut model = LogisticModel { mean: [0.0; FEATURE_COUNT], scale: [1.0; FEATURE_COUNT], weights: [0.0; FEATURE_COUNT], bias: 0.0 };
     if rows == 0 {
         return model;
     }
@@ -160,10 +151,7 @@ pub fn training_rows(data: &ModelData, users: &[SplitUser], limits: CandidateLim
         .par_iter()
         .map(|user| {
             let candidates = generate_candidates(data, &user.history, limits);
-            let labels = candidates
-                .iter()
-                .map(|candidate| if user.future.contains(&candidate.item_id) { 1.0 } else { 0.0 })
-                .collect();
+            let labels = candidates.iter().map(|candidate| if user.future.contains(&candidate.item_id) { 1.0 } else { 0.0 }).collect();
             (build_features(data, &user.history, &candidates), labels)
         })
         .collect();
@@ -203,7 +191,13 @@ impl Scorer for PopularityScorer {
 }
 
 /// Evaluates a scorer through [`recommend`], the serving path, with binary relevance.
-pub fn evaluate(data: &ModelData, users: &[SplitUser], scorer: &(dyn Scorer + Sync), limits: CandidateLimits, k: usize) -> Result<RankingMetrics> {
+pub fn evaluate(
+    data: &ModelData,
+    users: &[SplitUser],
+    scorer: &(dyn Scorer + Sync),
+    limits: CandidateLimits,
+    k: usize,
+) -> Result<RankingMetrics> {
     let per_user: Vec<(f64, f64)> = users
         .par_iter()
         .map(|user| {

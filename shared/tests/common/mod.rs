@@ -43,11 +43,7 @@ pub async fn local_stack(test: &str) -> LocalStack {
     require_loopback("AWS_ENDPOINT_URL_DYNAMODB");
     require_loopback("AWS_ENDPOINT_URL_S3");
 
-    let unique = format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    );
+    let unique = format!("{test}-{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let tables = TableNames {
         items: format!("t-{unique}-items"),
         profiles: format!("t-{unique}-profiles"),
@@ -62,12 +58,7 @@ pub async fn local_stack(test: &str) -> LocalStack {
     create_tables(&dynamodb, &repo_root().join("template.yaml"), &tables).await.expect("create tables");
     create_bucket(&s3, &bucket).await.expect("create bucket");
 
-    LocalStack {
-        store: DynamoStore::new(dynamodb.clone(), tables),
-        artifacts: ArtifactStore::new(s3.clone(), bucket),
-        dynamodb,
-        s3,
-    }
+    LocalStack { store: DynamoStore::new(dynamodb.clone(), tables), artifacts: ArtifactStore::new(s3.clone(), bucket), dynamodb, s3 }
 }
 
 impl LocalStack {
@@ -127,11 +118,7 @@ pub fn synthetic_interactions() -> Vec<Interaction> {
         while day < 120 {
             let basket = format!("{user_id}-{order}");
             for _ in 0..2 {
-                let (item_id, title) = if next() % 5 == 0 {
-                    THEMES[next() % THEMES.len()][next() % 4]
-                } else {
-                    theme[next() % 4]
-                };
+                let (item_id, title) = if next() % 5 == 0 { THEMES[next() % THEMES.len()][next() % 4] } else { theme[next() % 4] };
                 rows.push(Interaction {
                     user_id: user_id.clone(),
                     item_id: item_id.to_string(),
