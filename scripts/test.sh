@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run every test: template checks, clippy, the Rust unit and integration tests
+# against the local stack (with the real data set when it is found), then
+# `sam build` and `sam local invoke` of every event through podman.
+#
+# Usage: scripts/test.sh
+#
+# SHOPREC_DATA names the Online Retail file for the real-data tests; when it is
+# unset, ../shared/data/online_retail.csv.gz beside the clone is used if present,
+# else scripts/fetch-data.sh obtains the file.
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$SHOPREC_ROOT"
+
+bash scripts/install-tools.sh
+
+stack_started=0
+stop_stack() {
+    if [[ "$stack_started" -eq 1 ]]; then
+        bash scripts/stack.sh stop || log "stopping the local stack failed: run scripts/stack.sh stop"
+    fi
+}
+trap stop_stack EXIT
+if ! bash scripts/stack.sh status >/dev/null 2>&1; then
+    stack_started=1
+    bash scripts/stack.sh start
+fi
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+if [[ -z "${SHOPREC_DATA:-}" && -f "$SHOPREC_ROOT/../shared/data/online_retail.csv.gz" ]]; then
+    SHOPREC_DATA="$(cd "$SHOPREC_ROOT/../shared/data" && pwd)/online_retail.csv.gz"
+fi
+if [[ -z "${SHOPREC_DATA:-}" ]]; then
+    SHOPREC_DATA="$(bash scripts/fetch-data.sh)"
+fi
+export SHOPREC_DATA
+log "real data: $SHOPREC_DATA"
+
+log "template: cfn-lint and sam validate"
+cfn-lint template.yaml
+sam validate --lint --template-file template.yaml
+
+log "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "Rust tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+log "publish the real model to the local stack for sam local invoke"
+cargo build --release --locked -p trainer
+"$CARGO_TARGET_DIR/release/trainer" setup --template template.yaml
+"$CARGO_TARGET_DIR/release/trainer" train --data "$SHOPREC_DATA"
+
+log "sam build and sam local invoke"
+bash scripts/test-sam-local.sh
