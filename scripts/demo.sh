@@ -2,7 +2,7 @@
 # Run shoprec locally on real data in one command: install the tools, start
 # DynamoDB Local and the S3 emulator, obtain the Online Retail data set, train
 # and publish a model, start the three functions with `cargo lambda watch`,
-# send real requests and print the answers.
+# send real requests and print the responses.
 #
 # Usage: scripts/demo.sh [DATA_FILE]   start everything and show answers
 #        scripts/demo.sh stop          stop the functions and the local stack

@@ -1,4 +1,4 @@
-"""Print an API answer of the demo as readable lines.
+"""Print an API response of the demo as readable lines.
 
 Usage: show_answer.py KIND < response.json, where KIND is similar, popular,
 recommendations, events or preferences. A problem response is printed as such.

@@ -5,9 +5,9 @@
 #
 # Usage: scripts/test.sh
 #
-# SHOPREC_DATA names the Online Retail file for the real-data tests; when it is
-# unset, ../shared/data/online_retail.csv.gz beside the clone is used if present,
-# else scripts/fetch-data.sh obtains the file.
+# SHOPREC_DATA names the Online Retail file for the real-data tests. When it is
+# unset, the script uses shared/data/online_retail.csv.gz beside the clone if it
+# exists. Otherwise scripts/fetch-data.sh obtains the file.
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh

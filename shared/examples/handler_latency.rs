@@ -2,8 +2,8 @@
 //! in the stack named by the environment (see `scripts/env.sh`).
 //!
 //! Run: `cargo run --release -p shoprec --example handler_latency [REQUESTS]`.
-//! It prints p50, p99 and max per route; the first request of each function,
-//! which loads the model, is reported separately as the cold model load.
+//! It prints p50, p99 and max per route. The first request of each function
+//! loads the model, so it is reported separately as the model load.
 
 use std::time::{Duration, Instant};
 
