@@ -37,6 +37,10 @@ pub enum Error {
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
 
+    /// The path exists but not for this method.
+    #[error("method {method} is not allowed on {path}: use {allowed}")]
+    MethodNotAllowed { method: String, path: String, allowed: &'static str },
+
     /// The trainer has not published a model version yet.
     #[error("no model version is active: run the trainer to publish one")]
     NoActiveModel,
@@ -98,6 +102,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ItemNotFound { .. } | Error::UserNotFound(_) | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PublishConflict { .. } => StatusCode::CONFLICT,
             Error::NoActiveModel | Error::InvalidArtifact { .. } | Error::DynamoDb { .. } | Error::S3 { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -118,6 +123,7 @@ impl Error {
             Error::ItemNotFound { .. } => "Item not found",
             Error::UserNotFound(_) => "User not found",
             Error::RouteNotFound { .. } => "Route not found",
+            Error::MethodNotAllowed { .. } => "Method not allowed",
             Error::NoActiveModel => "No active model",
             Error::InvalidArtifact { .. } => "Model artifact invalid",
             Error::DynamoDb { .. } | Error::S3 { .. } => "Dependency unavailable",
@@ -149,6 +155,9 @@ impl Error {
         let mut builder = Response::builder().status(status).header("content-type", "application/problem+json");
         if status == StatusCode::SERVICE_UNAVAILABLE {
             builder = builder.header("retry-after", "1");
+        }
+        if let Error::MethodNotAllowed { allowed, .. } = self {
+            builder = builder.header("allow", *allowed);
         }
         builder.body(Body::Text(problem.to_string())).expect("static headers are valid")
     }

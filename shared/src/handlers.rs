@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::artifacts::{ArtifactStore, BundleParts, ModelBundle};
 use crate::config::{dynamodb_client, load_sdk_config, s3_client, Config};
 use crate::error::{Error, Result};
-use crate::http::{json_body, json_response, parse_limit, route, Route};
+use crate::http::{json_body, json_response, parse_limit, query_parameter, route, Route};
 use crate::model_cache::ModelCache;
 use crate::preferences::{build_preferences, parse_events, user_history, StoredEvent};
 use crate::recommend::{popular_fallback, recommend, CandidateLimits, CandidateSource, Recommendation};
@@ -178,8 +178,7 @@ pub struct PopularItemsResponse {
 
 async fn popular_items(state: &AppState, request: &Request) -> Result<Response<Body>> {
     let limit = parse_limit(request)?;
-    let parameters = request.query_string_parameters();
-    let window = match parameters.first("window") {
+    let window = match query_parameter(request, "window")?.as_deref() {
         None | Some("recent") => "recent",
         Some("all_time") => "all_time",
         Some(other) => return Err(Error::invalid("window", other, "must be recent or all_time")),

@@ -23,10 +23,19 @@ pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Bod
     Response::builder().status(status).header("content-type", "application/json").body(Body::Text(body)).expect("static headers are valid")
 }
 
+/// Returns the single value of a query parameter, rejecting a repeated one.
+pub fn query_parameter(request: &Request, name: &str) -> Result<Option<String>> {
+    let parameters = request.query_string_parameters();
+    match parameters.all(name) {
+        None => Ok(None),
+        Some(values) if values.len() == 1 => Ok(Some(values[0].to_string())),
+        Some(values) => Err(Error::invalid(name, values.join(","), "must be given once")),
+    }
+}
+
 /// Reads `limit` from the query string: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
 pub fn parse_limit(request: &Request) -> Result<usize> {
-    let parameters = request.query_string_parameters();
-    let Some(text) = parameters.first("limit") else {
+    let Some(text) = query_parameter(request, "limit")? else {
         return Ok(DEFAULT_LIMIT);
     };
     match text.trim().parse::<usize>() {
@@ -36,13 +45,19 @@ pub fn parse_limit(request: &Request) -> Result<usize> {
     }
 }
 
-/// Returns the path segments, percent-decoded.
-pub fn path_segments(request: &Request) -> Vec<String> {
+/// Returns the path segments, percent-decoded, rejecting a segment that is not
+/// UTF-8 once decoded, so two different raw ids never map to one.
+pub fn path_segments(request: &Request) -> Result<Vec<String>> {
     let path = request.raw_http_path();
     let path = if path.is_empty() { request.uri().path().to_string() } else { path.to_string() };
     path.split('/')
         .filter(|segment| !segment.is_empty())
-        .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
+        .map(|segment| {
+            percent_decode_str(segment)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| Error::invalid("path", segment, "is not valid UTF-8 once percent-decoded"))
+        })
         .collect()
 }
 
@@ -66,10 +81,10 @@ pub enum Route {
 /// Matching looks at the end of the path, so a stage or function-URL prefix
 /// in front of the route does not matter.
 pub fn route(request: &Request) -> Result<Route> {
-    let segments = path_segments(request);
+    let segments = path_segments(request)?;
     let tail: Vec<&str> = segments.iter().rev().take(3).rev().map(String::as_str).collect();
     let method = request.method();
-    let not_found = || Error::RouteNotFound { method: method.to_string(), path: format!("/{}", segments.join("/")) };
+    let path = format!("/{}", segments.join("/"));
 
     let route = match (method, tail.as_slice()) {
         (&Method::GET, [.., "items", "popular"]) => Route::PopularItems,
@@ -77,7 +92,13 @@ pub fn route(request: &Request) -> Result<Route> {
         (&Method::GET, ["users", user_id, "recommendations"]) => Route::Recommendations { user_id: user_id.to_string() },
         (&Method::POST, ["users", user_id, "events"]) => Route::PostEvents { user_id: user_id.to_string() },
         (&Method::GET, ["users", user_id, "preferences"]) => Route::Preferences { user_id: user_id.to_string() },
-        _ => return Err(not_found()),
+        (_, [.., "items", "popular"] | ["items", _, "similar"] | ["users", _, "recommendations" | "preferences"]) => {
+            return Err(Error::MethodNotAllowed { method: method.to_string(), path, allowed: "GET" });
+        }
+        (_, ["users", _, "events"]) => {
+            return Err(Error::MethodNotAllowed { method: method.to_string(), path, allowed: "POST" });
+        }
+        _ => return Err(Error::RouteNotFound { method: method.to_string(), path }),
     };
     match &route {
         Route::SimilarItems { item_id } => validate_id("item_id", item_id)?,

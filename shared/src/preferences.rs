@@ -65,94 +65,112 @@ pub struct StoredEvent {
     pub received_at: i64,
 }
 
-/// Checks an id from a path or body: 1 to [`MAX_ID_LEN`] bytes without control characters.
+/// Checks an id from a path or body: 1 to [`MAX_ID_LEN`] bytes, not only white
+/// space, and without control characters.
 pub fn validate_id(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() {
-        return Err(Error::invalid(field, value, "must not be empty"));
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, value, "must not be empty or only white space"));
     }
     if value.len() > MAX_ID_LEN {
         let shown: String = value.chars().take(32).collect();
         return Err(Error::invalid(field, format!("{shown}…"), format!("must be at most {MAX_ID_LEN} bytes, got {}", value.len())));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, value.escape_default().to_string(), "must not contain control characters"));
+        return Err(Error::invalid(field, value, "must not contain control characters"));
     }
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventInput {
-    event_id: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    item_id: String,
-    #[serde(default)]
-    quantity: Option<serde_json::Value>,
-    #[serde(default)]
-    timestamp: Option<String>,
-}
+/// Fields an event object may carry.
+const EVENT_FIELDS: [&str; 5] = ["event_id", "type", "item_id", "quantity", "timestamp"];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventBatch {
-    events: Vec<serde_json::Value>,
-}
+/// Earliest accepted event time stamp, 1990-01-01T00:00:00Z, as unix seconds:
+/// older times are typing errors, not shop history.
+pub const MIN_EVENT_TIMESTAMP: i64 = 631_152_000;
 
 /// Parses and validates an events request body: one event object, or
 /// `{"events": [...]}` with 1 to [`MAX_EVENTS_PER_REQUEST`] events.
 ///
 /// Every event is checked before anything is stored, so a bad event rejects the
-/// whole request.
+/// whole request. Field names in errors are `type` for a single event and
+/// `events[2].type` in a batch.
 pub fn parse_events(user_id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Vec<StoredEvent>> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| Error::InvalidJson(error.to_string()))?;
-    let raw_events = if value.get("events").is_some() {
-        let batch: EventBatch = serde_json::from_value(value).map_err(|error| Error::InvalidJson(error.to_string()))?;
-        batch.events
-    } else if value.is_object() {
-        vec![value]
-    } else {
+    let serde_json::Value::Object(object) = value else {
         return Err(Error::InvalidJson("expected an event object or {\"events\": [...]}".into()));
     };
 
+    if !object.contains_key("events") {
+        let event = parse_event(user_id, "", object, now)?;
+        return Ok(vec![event]);
+    }
+    if let Some(extra) = object.keys().find(|key| *key != "events") {
+        return Err(Error::invalid(extra.as_str(), extra.as_str(), "is not a known field: a batch has only \"events\""));
+    }
+    let raw_events = match &object["events"] {
+        serde_json::Value::Array(events) => events.clone(),
+        other => return Err(Error::invalid("events", other.to_string(), "must be an array of event objects")),
+    };
     if raw_events.is_empty() {
-        return Err(Error::invalid("events", "[]", "must hold at least one event"));
+        return Err(Error::invalid("events", "[]", "must contain at least one event"));
     }
     if raw_events.len() > MAX_EVENTS_PER_REQUEST {
         return Err(Error::invalid(
             "events",
             format!("{} events", raw_events.len()),
-            format!("must hold at most {MAX_EVENTS_PER_REQUEST} events"),
+            format!("must contain at most {MAX_EVENTS_PER_REQUEST} events"),
         ));
     }
 
     let mut seen_ids = FxHashSet::default();
     let mut events = Vec::with_capacity(raw_events.len());
     for (index, raw) in raw_events.into_iter().enumerate() {
-        let event = parse_event(user_id, index, raw, now)?;
+        let prefix = format!("events[{index}].");
+        let serde_json::Value::Object(object) = raw else {
+            return Err(Error::invalid(format!("events[{index}]"), raw.to_string(), "must be an event object"));
+        };
+        let event = parse_event(user_id, &prefix, object, now)?;
         if !seen_ids.insert(event.event_id.clone()) {
-            return Err(Error::invalid(format!("events[{index}].event_id"), &event.event_id, "appears twice in the request"));
+            return Err(Error::invalid(format!("{prefix}event_id"), &event.event_id, "appears twice in the request"));
         }
         events.push(event);
     }
     Ok(events)
 }
 
-fn parse_event(user_id: &str, index: usize, raw: serde_json::Value, now: DateTime<Utc>) -> Result<StoredEvent> {
-    let field = |name: &str| format!("events[{index}].{name}");
-    let input: EventInput = serde_json::from_value(raw).map_err(|error| Error::InvalidJson(format!("events[{index}]: {error}")))?;
+/// Returns a required string field, or an error naming the field.
+fn string_field(object: &serde_json::Map<String, serde_json::Value>, prefix: &str, name: &str) -> Result<String> {
+    match object.get(name) {
+        Some(serde_json::Value::String(text)) => Ok(text.clone()),
+        Some(other) => Err(Error::invalid(format!("{prefix}{name}"), other.to_string(), "must be a string")),
+        None => Err(Error::invalid(format!("{prefix}{name}"), "", "is missing")),
+    }
+}
 
-    validate_id(&field("event_id"), &input.event_id)?;
-    validate_id(&field("item_id"), &input.item_id)?;
+fn parse_event(user_id: &str, prefix: &str, object: serde_json::Map<String, serde_json::Value>, now: DateTime<Utc>) -> Result<StoredEvent> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if let Some(unknown) = object.keys().find(|key| !EVENT_FIELDS.contains(&key.as_str())) {
+        return Err(Error::invalid(
+            field(unknown),
+            unknown.as_str(),
+            format!("is not a known field; known fields are {}", EVENT_FIELDS.join(", ")),
+        ));
+    }
 
-    let event_type = match input.event_type.as_str() {
+    let event_id = string_field(&object, prefix, "event_id")?;
+    validate_id(&field("event_id"), &event_id)?;
+    let item_id = string_field(&object, prefix, "item_id")?;
+    validate_id(&field("item_id"), &item_id)?;
+    let event_type = string_field(&object, prefix, "type")?;
+
+    let event_type = match event_type.as_str() {
         "view" => EventType::View,
         "add_to_cart" => EventType::AddToCart,
         "purchase" => EventType::Purchase,
         other => return Err(Error::invalid(field("type"), other, "must be one of view, add_to_cart, purchase")),
     };
 
-    let quantity = match &input.quantity {
+    let quantity = match object.get("quantity") {
         None => 1,
         Some(value) => match value.as_u64() {
             Some(quantity) if (1..=MAX_QUANTITY as u64).contains(&quantity) => quantity as u32,
@@ -166,13 +184,16 @@ fn parse_event(user_id: &str, index: usize, raw: serde_json::Value, now: DateTim
         },
     };
 
-    let timestamp = match &input.timestamp {
+    let timestamp = match object.get("timestamp") {
         None => now.timestamp(),
-        Some(text) => {
+        Some(serde_json::Value::String(text)) => {
             let parsed = DateTime::parse_from_rfc3339(text).map_err(|error| {
                 Error::invalid(field("timestamp"), text, format!("must be an RFC 3339 time stamp such as 2011-12-09T12:50:00Z ({error})"))
             })?;
             let seconds = parsed.timestamp();
+            if seconds < MIN_EVENT_TIMESTAMP {
+                return Err(Error::invalid(field("timestamp"), text, "lies before 1990-01-01T00:00:00Z"));
+            }
             if seconds > now.timestamp() + MAX_FUTURE_SKEW_SECONDS {
                 return Err(Error::invalid(
                     field("timestamp"),
@@ -182,17 +203,12 @@ fn parse_event(user_id: &str, index: usize, raw: serde_json::Value, now: DateTim
             }
             seconds
         }
+        Some(other) => {
+            return Err(Error::invalid(field("timestamp"), other.to_string(), "must be an RFC 3339 time stamp string"));
+        }
     };
 
-    Ok(StoredEvent {
-        user_id: user_id.to_string(),
-        event_id: input.event_id,
-        event_type,
-        item_id: input.item_id,
-        quantity,
-        timestamp,
-        received_at: now.timestamp(),
-    })
+    Ok(StoredEvent { user_id: user_id.to_string(), event_id, event_type, item_id, quantity, timestamp, received_at: now.timestamp() })
 }
 
 /// Builds the recommender's view of a user from the trained profile and the stored events.
@@ -493,7 +509,7 @@ mod tests {
     #[test]
     fn parse_rejects_unknown_type() {
         let (field, value) = invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"like","item_id":"A"}"#, now()));
-        assert_eq!(field, "events[0].type");
+        assert_eq!(field, "type");
         assert_eq!(value, "like");
     }
 
@@ -516,12 +532,12 @@ mod tests {
     #[test]
     fn parse_rejects_bad_quantity_and_time() {
         let (field, value) = invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"view","item_id":"A","quantity":0}"#, now()));
-        assert_eq!(field, "events[0].quantity");
+        assert_eq!(field, "quantity");
         assert_eq!(value, "0");
 
         let (field, value) =
             invalid_field(parse_events("u1", br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"yesterday"}"#, now()));
-        assert_eq!(field, "events[0].timestamp");
+        assert_eq!(field, "timestamp");
         assert_eq!(value, "yesterday");
 
         let (field, _) = invalid_field(parse_events(
@@ -529,19 +545,45 @@ mod tests {
             br#"{"event_id":"e1","type":"view","item_id":"A","timestamp":"2027-01-01T00:00:00Z"}"#,
             now(),
         ));
-        assert_eq!(field, "events[0].timestamp");
+        assert_eq!(field, "timestamp");
     }
 
     #[test]
     fn parse_rejects_control_characters() {
         let (field, _) = invalid_field(parse_events("u1", b"{\"event_id\":\"e\\u0001\",\"type\":\"view\",\"item_id\":\"A\"}", now()));
-        assert_eq!(field, "events[0].event_id");
+        assert_eq!(field, "event_id");
     }
 
     #[test]
     fn parse_rejects_malformed_json() {
         assert!(matches!(parse_events("u1", b"{", now()), Err(Error::InvalidJson(_))));
         assert!(matches!(parse_events("u1", b"[1]", now()), Err(Error::InvalidJson(_))));
+    }
+
+    #[test]
+    fn parse_names_fields_of_wrong_type() {
+        let cases: [(&[u8], &str); 7] = [
+            (br#"{"event_id":123,"type":"view","item_id":"A"}"#, "event_id"),
+            (br#"{"type":"view","item_id":"A"}"#, "event_id"),
+            (br#"{"event_id":"e","type":"view","item_id":"A","colour":"red"}"#, "colour"),
+            (br#"{"event_id":"e","type":"view","item_id":"A","timestamp":5}"#, "timestamp"),
+            (br#"{"event_id":"e","type":"view","item_id":"A","quantity":null}"#, "quantity"),
+            (br#"{"events":null}"#, "events"),
+            (br#"{"events":[1]}"#, "events[0]"),
+        ];
+        for (body, expected) in cases {
+            let (field, _) = invalid_field(parse_events("u1", body, now()));
+            assert_eq!(field, expected, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn parse_rejects_ancient_and_blank_values() {
+        let (field, _) =
+            invalid_field(parse_events("u1", br#"{"event_id":"e","type":"view","item_id":"A","timestamp":"0001-01-01T00:00:00Z"}"#, now()));
+        assert_eq!(field, "timestamp");
+        let (field, _) = invalid_field(parse_events("u1", br#"{"event_id":"   ","type":"view","item_id":"A"}"#, now()));
+        assert_eq!(field, "event_id");
     }
 
     fn sample_data() -> ModelData {

@@ -44,9 +44,21 @@ impl UserHistory {
         self.purchased.is_empty() && self.interest.is_empty()
     }
 
-    /// Returns the median catalogue price of the purchased items, if any is known.
+    /// Returns true when the user bought the item or showed interest in it.
+    pub fn contains(&self, item_id: &str) -> bool {
+        self.purchased.contains_key(item_id) || self.interest.contains_key(item_id)
+    }
+
+    /// Returns the number of distinct items the user bought or showed interest in.
+    pub fn size(&self) -> usize {
+        self.purchased.len() + self.interest.len()
+    }
+
+    /// Returns the median catalogue price of the purchased items, or of the items
+    /// of interest for a user who bought nothing yet, if any price is known.
     pub fn median_price(&self, data: &ModelData) -> Option<f64> {
-        let mut prices: Vec<f64> = self.purchased.keys().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
+        let items: Vec<&String> = if self.purchased.is_empty() { self.interest.keys().collect() } else { self.purchased.keys().collect() };
+        let mut prices: Vec<f64> = items.into_iter().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
         if prices.is_empty() {
             return None;
         }
@@ -89,19 +101,23 @@ impl Default for CandidateLimits {
 }
 
 /// Collects candidates for a user: neighbours of the history items, then popular
-/// items, never an item the user already bought.
+/// items, never an item the user already bought, viewed or carted.
 pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: CandidateLimits) -> Vec<Candidate> {
     let mut scored: FxHashMap<&str, Candidate> = FxHashMap::default();
+    // Views and carts weigh less than purchases beside them. A visitor who bought
+    // nothing yet has only them, and the ranker learned its weights from buyers,
+    // so for that visitor they count as much as purchases do.
+    let interest_floor = if history.purchased.is_empty() { 1.0 } else { 0.0 };
     let seeds = history
         .purchased
         .keys()
         .map(|item_id| (item_id, 1.0_f32))
-        .chain(history.interest.iter().map(|(item_id, weight)| (item_id, *weight)));
+        .chain(history.interest.iter().map(|(item_id, weight)| (item_id, weight.max(interest_floor))));
 
     for (seed, weight) in seeds {
         let Some(neighbours) = data.neighbours.get(seed) else { continue };
         for neighbour in neighbours {
-            if history.purchased.contains_key(&neighbour.item_id) {
+            if history.contains(&neighbour.item_id) {
                 continue;
             }
             let candidate = scored.entry(neighbour.item_id.as_str()).or_insert_with(|| Candidate {
@@ -129,7 +145,7 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
         if added == limits.popular {
             break;
         }
-        if history.purchased.contains_key(item_id) || !seen.insert(item_id.clone()) {
+        if history.contains(item_id) || !seen.insert(item_id.clone()) {
             continue;
         }
         candidates.push(Candidate {
@@ -167,7 +183,7 @@ pub fn candidate_features(data: &ModelData, history_size: usize, median_price: O
 /// Builds the row-major feature matrix `[candidates.len(), FEATURE_COUNT]`.
 pub fn build_features(data: &ModelData, history: &UserHistory, candidates: &[Candidate]) -> Vec<f32> {
     let median_price = history.median_price(data);
-    let history_size = history.purchased.len();
+    let history_size = history.size();
     let mut matrix = Vec::with_capacity(candidates.len() * FEATURE_COUNT);
     for candidate in candidates {
         matrix.extend_from_slice(&candidate_features(data, history_size, median_price, candidate));
@@ -297,11 +313,20 @@ mod tests {
 
     #[test]
     fn interest_weights_neighbour_scores() {
-        let mut user = history(&[]);
+        let mut user = history(&["E"]);
         user.interest.insert("A".into(), VIEW_WEIGHT);
         let candidates = generate_candidates(&sample_data(), &user, CandidateLimits::default());
         let b = candidates.iter().find(|c| c.item_id == "B").unwrap();
         assert!((b.neighbour_score_sum - 0.8 * VIEW_WEIGHT).abs() < 1e-6);
+    }
+
+    #[test]
+    fn interest_alone_counts_as_purchase() {
+        let mut user = history(&[]);
+        user.interest.insert("A".into(), VIEW_WEIGHT);
+        let candidates = generate_candidates(&sample_data(), &user, CandidateLimits::default());
+        let b = candidates.iter().find(|c| c.item_id == "B").unwrap();
+        assert!((b.neighbour_score_sum - 0.8).abs() < 1e-6);
     }
 
     #[test]

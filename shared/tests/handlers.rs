@@ -199,10 +199,10 @@ async fn post_events_rejects_bad_input_without_writing() {
     assert_eq!(content_type, "application/problem+json");
 
     let cases = [
-        (r#"{"event_id":"x1","type":"like","item_id":"22423"}"#, "events[0].type"),
-        (r#"{"event_id":"","type":"view","item_id":"22423"}"#, "events[0].event_id"),
-        (r#"{"event_id":"x1","type":"view","item_id":"22423","quantity":-2}"#, "events[0].quantity"),
-        (r#"{"event_id":"x1","type":"view","item_id":"22423","timestamp":"12/10/2011"}"#, "events[0].timestamp"),
+        (r#"{"event_id":"x1","type":"like","item_id":"22423"}"#, "type"),
+        (r#"{"event_id":"","type":"view","item_id":"22423"}"#, "event_id"),
+        (r#"{"event_id":"x1","type":"view","item_id":"22423","quantity":-2}"#, "quantity"),
+        (r#"{"event_id":"x1","type":"view","item_id":"22423","timestamp":"12/10/2011"}"#, "timestamp"),
         (
             r#"{"events":[{"event_id":"x1","type":"view","item_id":"A"},{"event_id":"x1","type":"view","item_id":"B"}]}"#,
             "events[1].event_id",
@@ -268,4 +268,72 @@ async fn no_published_model_is_503_with_retry_after() {
     let response = handle(&state, request(&event("popular-items"))).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn view_only_visitor_gets_neighbours_first() {
+    let stack = local_stack("viewonly").await;
+    publish_synthetic(&stack).await;
+    let preferences = stack.app(Function::Preferences, Duration::from_secs(60));
+    let inference = stack.app(Function::Inference, Duration::from_secs(60));
+
+    let mut view = event("post-events");
+    view["rawPath"] = Value::String("/users/visitor-1/events".into());
+    view["pathParameters"]["user_id"] = Value::String("visitor-1".into());
+    view["body"] = Value::String(r#"{"event_id":"v1","type":"view","item_id":"85123A"}"#.into());
+    let (status, _, body) = call(&preferences, &view).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let mut recommend = event("recommendations");
+    recommend["rawPath"] = Value::String("/users/visitor-1/recommendations".into());
+    recommend["pathParameters"]["user_id"] = Value::String("visitor-1".into());
+    let (status, _, body) = call(&inference, &recommend).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["known_user"], false);
+    assert_eq!(body["fallback"], Value::Null);
+    let recommendations = body["recommendations"].as_array().unwrap();
+    assert_eq!(recommendations[0]["source"], "neighbours", "{body}");
+    assert!(recommendations.iter().all(|r| r["item_id"] != "85123A"), "the viewed item is recommended: {body}");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let stack = local_stack("method").await;
+    publish_synthetic(&stack).await;
+    let state = stack.app(Function::Preferences, Duration::from_secs(60));
+
+    let mut delete = event("preferences");
+    delete["requestContext"]["http"]["method"] = Value::String("DELETE".into());
+    let response = handle(&state, request(&delete)).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET");
+}
+
+#[tokio::test]
+async fn invalid_utf8_path_is_400() {
+    let stack = local_stack("utf8").await;
+    publish_synthetic(&stack).await;
+    let state = stack.app(Function::Preferences, Duration::from_secs(60));
+
+    let mut bad = event("preferences");
+    bad["rawPath"] = Value::String("/users/x-%FF/preferences".into());
+    bad["pathParameters"] = Value::Null;
+    let (status, _, body) = call(&state, &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "path");
+    assert_eq!(body["value"], "x-%FF");
+}
+
+#[tokio::test]
+async fn repeated_limit_is_400() {
+    let stack = local_stack("repeated").await;
+    publish_synthetic(&stack).await;
+    let state = stack.app(Function::Similarity, Duration::from_secs(60));
+
+    let mut repeated = event("popular-items");
+    repeated["rawQueryString"] = Value::String("limit=5&limit=500".into());
+    repeated["queryStringParameters"] = serde_json::json!({"limit": "5,500"});
+    let (status, _, body) = call(&state, &repeated).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "limit");
 }

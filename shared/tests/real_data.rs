@@ -112,6 +112,29 @@ async fn real_data_end_to_end() {
         assert!(!recommendation["title"].as_str().unwrap().is_empty());
     }
 
+    // A visitor who only viewed the white heart holder gets its neighbours first.
+    let visitor = "visitor-viewed-85123A";
+    let view = shoprec::preferences::StoredEvent {
+        user_id: visitor.into(),
+        event_id: "view-1".into(),
+        event_type: shoprec::preferences::EventType::View,
+        item_id: WHITE_HEART.into(),
+        quantity: 1,
+        timestamp: 1_323_432_000,
+        received_at: 1_323_432_000,
+    };
+    assert!(stack.store.put_event(&view).await.unwrap());
+    let response = handle(&inference, get(&format!("/users/{visitor}/recommendations"), "limit=3")).await;
+    assert_eq!(response.status(), 200);
+    let visitor_recommendations = body(&response);
+    let top_neighbours: Vec<&str> = neighbours.iter().take(10).map(|n| n.item_id.as_str()).collect();
+    let top_three: Vec<&str> =
+        visitor_recommendations["recommendations"].as_array().unwrap().iter().map(|r| r["item_id"].as_str().unwrap()).collect();
+    assert!(
+        top_three.iter().any(|item| top_neighbours.contains(item)),
+        "none of {top_three:?} is among the ten nearest neighbours {top_neighbours:?}"
+    );
+
     let preferences = stack.app(Function::Preferences, Duration::from_secs(60));
     let response = handle(&preferences, get("/users/17850/preferences", "")).await;
     assert_eq!(response.status(), 200);
