@@ -231,6 +231,10 @@ impl DynamoStore {
     }
 
     /// Writes the trained profiles of a model version.
+    ///
+    /// NOTE: DynamoDB rejects items over 400 KB. A profile stores about 60 bytes
+    /// per distinct item bought, so a user with more than about 6,000 distinct
+    /// items fails the publish; the largest in the Online Retail data has 1,800.
     pub async fn put_profiles(&self, model_version: &str, profiles: &[TrainedProfile]) -> Result<()> {
         let table = &self.tables.profiles;
         let converted = profiles
@@ -272,6 +276,10 @@ impl DynamoStore {
     }
 
     /// Reads every stored event of a user.
+    ///
+    /// TODO: bound this read (newest events first, or a time window): every
+    /// request reads all of a user's events, so a user with years of events
+    /// makes each recommendation slower.
     pub async fn list_events(&self, user_id: &str) -> Result<Vec<StoredEvent>> {
         let table = &self.tables.events;
         let mut pages = self
