@@ -232,9 +232,10 @@ impl DynamoStore {
 
     /// Writes the trained profiles of a model version.
     ///
-    /// NOTE: DynamoDB rejects items over 400 KB. A profile stores about 60 bytes
-    /// per distinct item bought, so a user with more than about 6,000 distinct
-    /// items fails the publish; the largest in the Online Retail data has 1,800.
+    /// NOTE: DynamoDB rejects items over 400 KB. A profile takes about 60 bytes
+    /// per distinct item bought (an estimate), so a user with more than about
+    /// 6,000 distinct items fails the publish. The largest in the Online Retail
+    /// data has 1,787.
     pub async fn put_profiles(&self, model_version: &str, profiles: &[TrainedProfile]) -> Result<()> {
         let table = &self.tables.profiles;
         let converted = profiles
