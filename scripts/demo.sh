@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Run shoprec locally on real data in one command: install the tools, start
-# DynamoDB Local and the S3 emulator, obtain the Online Retail data set, train
-# and publish a model, start the three functions with `cargo lambda watch`,
-# send real requests and print the responses.
+# Run shoprec locally on real data in one command. The script installs the
+# tools and starts DynamoDB Local and the S3 emulator. It obtains the Online
+# Retail data set, trains and publishes a model, and starts the three functions
+# with `cargo lambda watch`. Then it sends real requests and prints the responses.
 #
 # Usage: scripts/demo.sh [DATA_FILE]   start everything and show answers
 #        scripts/demo.sh stop          stop the functions and the local stack

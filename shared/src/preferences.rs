@@ -72,8 +72,8 @@ pub fn validate_id(field: &str, value: &str) -> Result<()> {
         return Err(Error::invalid(field, value, "must not be empty or only white space"));
     }
     if value.len() > MAX_ID_LEN {
-        let shown: String = value.chars().take(32).collect();
-        return Err(Error::invalid(field, format!("{shown}…"), format!("must be at most {MAX_ID_LEN} bytes, got {}", value.len())));
+        let prefix: String = value.chars().take(32).collect();
+        return Err(Error::invalid(field, format!("{prefix}…"), format!("must be at most {MAX_ID_LEN} bytes, got {}", value.len())));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, value, "must not contain control characters"));

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
+use rustc_hash::FxHashMap;
 
 use crate::artifacts::{sha256_hex, ArtifactStore};
 use crate::error::Result;
@@ -91,7 +92,7 @@ pub async fn publish(
 
     progress.started("write items");
     let started = Instant::now();
-    let data = trained.items.to_model_data();
+    let titles: FxHashMap<&str, &str> = trained.items.catalogue.iter().map(|item| (item.item_id.as_str(), item.title.as_str())).collect();
     let items: Vec<ItemRecord> = trained
         .items
         .catalogue
@@ -103,14 +104,15 @@ pub async fn publish(
             price: item.price,
             buyers: item.buyers,
             recent_buyers: item.recent_buyers,
-            neighbours: data
+            neighbours: trained
+                .items
                 .neighbours
                 .get(&item.item_id)
                 .map(|list| {
                     list.iter()
                         .map(|neighbour| NeighbourRecord {
                             item_id: neighbour.item_id.clone(),
-                            title: data.title(&neighbour.item_id).to_string(),
+                            title: titles.get(neighbour.item_id.as_str()).copied().unwrap_or_default().to_string(),
                             score: neighbour.score,
                             support: neighbour.support,
                         })

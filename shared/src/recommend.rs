@@ -138,25 +138,19 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
     candidates.sort_by(|a, b| b.neighbour_score_sum.total_cmp(&a.neighbour_score_sum).then_with(|| a.item_id.cmp(&b.item_id)));
     candidates.truncate(limits.neighbours);
 
-    let mut seen: FxHashSet<String> = candidates.iter().map(|candidate| candidate.item_id.clone()).collect();
-    let popular = data.popularity.recent.iter().chain(data.popularity.all_time.iter());
-    let mut added = 0;
-    for item_id in popular {
-        if added == limits.popular {
-            break;
-        }
-        if history.contains(item_id) || !seen.insert(item_id.clone()) {
-            continue;
-        }
-        candidates.push(Candidate {
+    let from_neighbours: FxHashSet<&str> = candidates.iter().map(|candidate| candidate.item_id.as_str()).collect();
+    let popular: Vec<Candidate> = unseen_popular(data, history)
+        .filter(|item_id| !from_neighbours.contains(item_id.as_str()))
+        .take(limits.popular)
+        .map(|item_id| Candidate {
             item_id: item_id.clone(),
             source: CandidateSource::Popular,
             neighbour_score_sum: 0.0,
             neighbour_score_max: 0.0,
             neighbour_hits: 0,
-        });
-        added += 1;
-    }
+        })
+        .collect();
+    candidates.extend(popular);
     candidates
 }
 
@@ -240,15 +234,22 @@ pub fn recommend(
         .collect())
 }
 
-/// Returns the most popular items the user has not bought, for users without history.
-pub fn popular_fallback(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Recommendation> {
-    let count = data.popularity.recent.len().max(1) as f32;
+/// Returns popular item ids, recent first and then all-time, each once, without
+/// the items the user bought, viewed or carted.
+fn unseen_popular<'a>(data: &'a ModelData, history: &'a UserHistory) -> impl Iterator<Item = &'a String> + 'a {
     let mut seen = FxHashSet::default();
     data.popularity
         .recent
         .iter()
-        .chain(data.popularity.all_time.iter())
-        .filter(|item_id| !history.purchased.contains_key(*item_id) && seen.insert(item_id.as_str()))
+        .chain(&data.popularity.all_time)
+        .filter(move |item_id| !history.contains(item_id) && seen.insert(item_id.as_str()))
+}
+
+/// Returns the most popular items the user has not bought, viewed or carted, for
+/// users without history to rank from.
+pub fn popular_fallback(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Recommendation> {
+    let count = data.popularity.recent.len().max(1) as f32;
+    unseen_popular(data, history)
         .take(limit)
         .enumerate()
         .map(|(rank, item_id)| Recommendation {
@@ -327,6 +328,15 @@ mod tests {
         let candidates = generate_candidates(&sample_data(), &user, CandidateLimits::default());
         let b = candidates.iter().find(|c| c.item_id == "B").unwrap();
         assert!((b.neighbour_score_sum - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fallback_skips_viewed_items() {
+        let mut user = history(&[]);
+        user.interest.insert("B".into(), VIEW_WEIGHT);
+        let ranked = popular_fallback(&sample_data(), &user, 10);
+        let ids: Vec<&str> = ranked.iter().map(|r| r.item_id.as_str()).collect();
+        assert_eq!(ids, vec!["E", "A"]);
     }
 
     #[test]

@@ -349,8 +349,15 @@ fn train_ranker(interactions: &[Interaction], last: i64, options: &TrainOptions)
     let data = fit_item_model(&before_cut, options).to_model_data();
     let users = time_split(interactions, cut, last + 1);
     let every = options.validation_every.max(2);
-    let (validation, training): (Vec<SplitUser>, Vec<SplitUser>) =
-        users.into_iter().enumerate().partition(|(index, _)| index % every == 0).map_pair();
+    let mut validation = Vec::new();
+    let mut training = Vec::new();
+    for (index, user) in users.into_iter().enumerate() {
+        if index % every == 0 {
+            validation.push(user);
+        } else {
+            training.push(user);
+        }
+    }
 
     let (features, labels) = training_rows(&data, &training, options.candidate_limits);
     let positives = labels.iter().filter(|&&label| label > 0.5).count();
@@ -391,16 +398,6 @@ fn train_ranker(interactions: &[Interaction], last: i64, options: &TrainOptions)
         popularity_only.ndcg
     );
     Ok(((model, report), summary))
-}
-
-trait MapPair<A> {
-    fn map_pair(self) -> (Vec<A>, Vec<A>);
-}
-
-impl<A> MapPair<A> for (Vec<(usize, A)>, Vec<(usize, A)>) {
-    fn map_pair(self) -> (Vec<A>, Vec<A>) {
-        (self.0.into_iter().map(|(_, a)| a).collect(), self.1.into_iter().map(|(_, a)| a).collect())
-    }
 }
 
 #[cfg(test)]

@@ -81,8 +81,9 @@ pub fn fit_logistic(features: &[f32], labels: &[f32], options: FitOptions) -> Lo
     }
 
     let mut weights = [0f64; FEATURE_COUNT];
-    let positive_share = labels.iter().map(|&label| f64::from(label)).sum::<f64>() / rows as f64;
-    let mut bias = (positive_share.clamp(1e-6, 1.0 - 1e-6) / (1.0 - positive_share.clamp(1e-6, 1.0 - 1e-6))).ln();
+    // Starting from the log-odds of the label share saves the iterations that would learn it.
+    let positive_share = (labels.iter().map(|&label| f64::from(label)).sum::<f64>() / rows as f64).clamp(1e-6, 1.0 - 1e-6);
+    let mut bias = (positive_share / (1.0 - positive_share)).ln();
 
     for _ in 0..options.iterations {
         model.weights = weights.map(|weight| weight as f32);
