@@ -23,7 +23,9 @@
 //! 2. `Cancelled`: InvoiceNo starts with `C` or `c`.
 //! 3. `NonPositiveQuantity`: Quantity <= 0 (stock adjustments that are not cancellations).
 //! 4. `MissingCustomer`: CustomerID is empty (guest checkouts). An id written as a float,
-//!    such as `17850.0`, is normalised to `17850`.
+//!    such as `17850.0`, is normalised to `17850`. Such a row with a positive price and a
+//!    product code still lists its item in [`CleaningReport::guest_listings`], so that items
+//!    only guests bought join the catalogue.
 //! 5. `NonPositivePrice`: UnitPrice <= 0 (free items, bad-debt adjustments).
 //! 6. `NonProductCode`: StockCode fails [`is_product_code`] (postage, fees, manual
 //!    adjustments, samples, gift vouchers).
@@ -175,8 +177,19 @@ impl InputFormat {
     }
 }
 
+/// An item seen in rows that were dropped for a missing customer only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemListing {
+    /// Upper-case StockCode.
+    pub item_id: String,
+    /// Most frequent non-empty description, or the item id when there is none.
+    pub title: String,
+    /// Median unit price of those rows.
+    pub price: f64,
+}
+
 /// Counts of rows read, kept and dropped by one read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CleaningReport {
     /// Format detected from the header.
     pub format: InputFormat,
@@ -188,11 +201,14 @@ pub struct CleaningReport {
     pub dropped: BTreeMap<DropReason, u64>,
     /// Kept rows whose description had surrounding whitespace removed.
     pub descriptions_trimmed: u64,
+    /// Items of guest checkouts (Online Retail rows dropped only for a missing
+    /// customer), sorted by item id. Includes items that customers bought too.
+    pub guest_listings: Vec<ItemListing>,
 }
 
 impl CleaningReport {
     fn new(format: InputFormat) -> Self {
-        CleaningReport { format, rows_read: 0, rows_kept: 0, dropped: BTreeMap::new(), descriptions_trimmed: 0 }
+        CleaningReport { format, rows_read: 0, rows_kept: 0, dropped: BTreeMap::new(), descriptions_trimmed: 0, guest_listings: Vec::new() }
     }
 
     /// Returns the number of dropped rows over all reasons.
@@ -350,13 +366,17 @@ fn read_csv<R: Read>(stream: R) -> Result<(Vec<Interaction>, CleaningReport), In
                 if reason == DropReason::Malformed {
                     log_malformed(&record);
                 }
+                if reason == DropReason::MissingCustomer {
+                    cleaner.list_guest_item(&record);
+                }
                 cleaner.report.count_drop(reason);
             }
         }
     }
 
-    let Cleaner { rows, mut report, .. } = cleaner;
+    let Cleaner { rows, mut report, guest_items, .. } = cleaner;
     report.rows_kept = rows.len() as u64;
+    report.guest_listings = guest_listings(guest_items);
     if report.rows_read > 0 && report.dropped.get(&DropReason::Malformed) == Some(&report.rows_read) {
         tracing::warn!(
             rows = report.rows_read,
@@ -418,6 +438,8 @@ struct Cleaner {
     latest_by_hash: FxHashMap<u64, usize>,
     /// For each kept row, the index of the previous kept row with the same hash, or `usize::MAX`.
     previous_same_hash: Vec<usize>,
+    /// Description counts and prices of guest-checkout items, by item id.
+    guest_items: FxHashMap<String, (FxHashMap<String, u32>, Vec<f64>)>,
 }
 
 /// A cleaned row before the duplicate check, with the one field that `Interaction` lacks.
@@ -436,7 +458,24 @@ impl Cleaner {
             countries: FxHashMap::default(),
             latest_by_hash: FxHashMap::default(),
             previous_same_hash: Vec::new(),
+            guest_items: FxHashMap::default(),
         }
+    }
+
+    /// Records the item of an Online Retail row that lacks only its customer.
+    fn list_guest_item(&mut self, record: &ByteRecord) {
+        let (Ok(stock_code), Ok(price)) = (field(record, STOCK_CODE), field(record, UNIT_PRICE)) else { return };
+        let Some(price) = parse_finite(price).filter(|&price| price > 0.0) else { return };
+        if !is_product_code(stock_code) {
+            return;
+        }
+        let (titles, prices) = self.guest_items.entry(stock_code.to_ascii_uppercase()).or_default();
+        if let Ok(description) = field(record, DESCRIPTION) {
+            if !description.is_empty() {
+                *titles.entry(description.to_string()).or_default() += 1;
+            }
+        }
+        prices.push(price);
     }
 
     /// Appends the row unless an equal row was kept before, which is counted as a duplicate.
@@ -502,6 +541,23 @@ fn same_row(a: &Interaction, b: &Interaction) -> bool {
         && a.unit_price.map(f64::to_bits) == b.unit_price.map(f64::to_bits)
         && a.title == b.title
         && a.basket_id == b.basket_id
+}
+
+/// Turns the guest-checkout rows of each item into one listing, sorted by item id.
+fn guest_listings(items: FxHashMap<String, (FxHashMap<String, u32>, Vec<f64>)>) -> Vec<ItemListing> {
+    let mut listings: Vec<ItemListing> = items
+        .into_iter()
+        .map(|(item_id, (titles, mut prices))| {
+            prices.sort_by(f64::total_cmp);
+            let title = titles
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+                .map_or_else(|| item_id.clone(), |(title, _)| title);
+            ItemListing { price: prices[prices.len() / 2], title, item_id }
+        })
+        .collect();
+    listings.sort_by(|a, b| a.item_id.cmp(&b.item_id));
+    listings
 }
 
 /// Returns field `index` as trimmed UTF-8, or `Malformed` when it is not UTF-8.
@@ -671,6 +727,25 @@ mod tests {
     }
 
     /// Returns the single reason for which `row` is dropped, or `None` when it is kept.
+    #[test]
+    fn guest_rows_list_their_items() {
+        let text = format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            ONLINE_RETAIL_HEADER.join(","),
+            "536365,84923a,RED HEART TIN,1,2010-12-01 08:26:00,2.00,,United Kingdom",
+            "536366,84923A,RED HEART TIN ,2,2010-12-01 09:26:00,3.00,,United Kingdom",
+            "536367,POST,POSTAGE,1,2010-12-01 09:26:00,18.00,,United Kingdom",
+            "536368,22000,FREE GIFT,1,2010-12-01 09:26:00,0,,United Kingdom"
+        );
+        let (rows, report) = read(&text);
+        assert!(rows.is_empty());
+        assert_eq!(report.guest_listings.len(), 1, "{:?}", report.guest_listings);
+        let listing = &report.guest_listings[0];
+        assert_eq!(listing.item_id, "84923A");
+        assert_eq!(listing.title, "RED HEART TIN");
+        assert_eq!(listing.price, 3.0);
+    }
+
     fn retail_drop(row: &str) -> Option<DropReason> {
         let (rows, report) = retail(row);
         assert_eq!(report.rows_read, 1, "row: {row}");
