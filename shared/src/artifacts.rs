@@ -7,8 +7,10 @@ use aws_sdk_s3::Client;
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
+use crate::embeddings::ItemEmbeddings;
 use crate::error::{Error, Result};
 use crate::model::{artifact_key, files, CatalogueItem, Manifest, ManifestFile, ModelData, Neighbour, Popularity};
+use crate::publish::EMBEDDING_DTYPE;
 use crate::ranker::Ranker;
 use crate::store::ActiveModel;
 
@@ -24,6 +26,8 @@ pub struct BundleParts {
     pub neighbours: bool,
     /// Load the ONNX ranker.
     pub ranker: bool,
+    /// Load the item embeddings.
+    pub embeddings: bool,
 }
 
 /// One model version loaded into memory.
@@ -156,6 +160,26 @@ impl ArtifactStore {
         } else {
             FxHashMap::default()
         };
+        let embeddings = match (&manifest.embeddings, parts.embeddings) {
+            (Some(contract), true) => {
+                let key = artifact_key(&manifest.model_version, &contract.item_file);
+                if contract.dtype != EMBEDDING_DTYPE || contract.items != catalogue.len() {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "{} rows of {} do not match the {} catalogue items of {EMBEDDING_DTYPE}",
+                            contract.items,
+                            contract.dtype,
+                            catalogue.len()
+                        ),
+                    ));
+                }
+                let bytes = self.get_verified(&manifest, &contract.item_file).await?;
+                let item_ids = catalogue.iter().map(|item| item.item_id.clone()).collect();
+                Some(ItemEmbeddings::from_le_bytes(item_ids, &bytes, contract.settings).map_err(|error| invalid(&key, error.to_string()))?)
+            }
+            _ => None,
+        };
         let ranker = if parts.ranker {
             let bytes = self.get_verified(&manifest, &manifest.ranker.file).await?;
             Some(Ranker::load(&bytes, &manifest.ranker)?)
@@ -163,6 +187,8 @@ impl ArtifactStore {
             None
         };
 
-        Ok(ModelBundle { data: ModelData::new(catalogue, popularity, neighbours), manifest, ranker })
+        let mut data = ModelData::new(catalogue, popularity, neighbours);
+        data.embeddings = embeddings;
+        Ok(ModelBundle { data, manifest, ranker })
     }
 }

@@ -84,6 +84,10 @@ pub enum Error {
     /// Training could not produce a model from the data it was given.
     #[error("training failed: {0}")]
     Training(String),
+
+    /// An evaluation could not run: a bad split, an unreadable list file or an unwritable output.
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
 }
 
 /// Result alias used across the library.
@@ -107,7 +111,7 @@ impl Error {
             Error::NoActiveModel | Error::InvalidArtifact { .. } | Error::DynamoDb { .. } | Error::S3 { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Ranker(_) | Error::Config { .. } | Error::Io { .. } | Error::Ingest(_) | Error::Training(_) => {
+            Error::Ranker(_) | Error::Config { .. } | Error::Io { .. } | Error::Ingest(_) | Error::Training(_) | Error::Evaluation(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -133,6 +137,7 @@ impl Error {
             Error::Io { .. } => "File error",
             Error::Ingest(_) => "Input file error",
             Error::Training(_) => "Training failure",
+            Error::Evaluation(_) => "Evaluation failure",
         }
     }
 

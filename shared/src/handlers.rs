@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::http::{json_body, json_response, parse_limit, query_parameter, route, Route};
 use crate::model_cache::ModelCache;
 use crate::preferences::{build_preferences, parse_events, user_history, StoredEvent};
-use crate::recommend::{popular_fallback, recommend, CandidateLimits, CandidateSource, Recommendation};
+use crate::recommend::{serve, CandidateLimits, CandidateSource, Recommendation, Served};
 use crate::store::{DynamoStore, ItemRecord, NeighbourRecord};
 
 /// Items kept in the similarity function's item cache.
@@ -34,8 +34,8 @@ pub enum Function {
 impl Function {
     fn bundle_parts(self) -> BundleParts {
         match self {
-            Function::Similarity | Function::Preferences => BundleParts { neighbours: false, ranker: false },
-            Function::Inference => BundleParts { neighbours: true, ranker: true },
+            Function::Similarity | Function::Preferences => BundleParts { neighbours: false, ranker: false, embeddings: false },
+            Function::Inference => BundleParts { neighbours: true, ranker: true, embeddings: true },
         }
     }
 }
@@ -239,16 +239,10 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
     let history = user_history(profile.as_ref(), &events);
 
     let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
-    let mut ranked =
-        if history.is_empty() { Vec::new() } else { recommend(&bundle.data, &history, ranker, state.candidate_limits, limit)? };
-    let fallback = if ranked.is_empty() {
-        ranked = popular_fallback(&bundle.data, &history, limit);
-        Some("popular")
-    } else {
-        None
-    };
+    let Served { fallback, recommendations: ranked } = serve(&bundle.data, &history, ranker, state.candidate_limits, limit)?;
 
     let from_neighbours = ranked.iter().filter(|r| r.source == CandidateSource::Neighbours).count();
+    let from_embedding = ranked.iter().filter(|r| r.source == CandidateSource::Embedding).count();
     tracing::info!(
         user_id,
         model_version = bundle.model_version(),
@@ -256,6 +250,7 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
         events = events.len(),
         returned = ranked.len(),
         from_neighbours,
+        from_embedding,
         fallback = fallback.unwrap_or("none"),
         "served recommendations"
     );

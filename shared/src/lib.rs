@@ -4,7 +4,9 @@
 //! functions wrap.
 
 pub mod artifacts;
+pub mod batch;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod handlers;
 pub mod http;

@@ -4,6 +4,8 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::embeddings::{FactorSettings, ItemEmbeddings};
+
 /// S3 key prefix under which each model version has its own folder.
 pub const ARTIFACT_PREFIX: &str = "models";
 
@@ -19,6 +21,12 @@ pub mod files {
     pub const NEIGHBOURS: &str = "neighbours.json";
     /// Ranking model in ONNX format.
     pub const RANKER: &str = "ranker.onnx";
+    /// Item vectors as little-endian float32, one row per catalogue entry in catalogue order.
+    pub const ITEM_EMBEDDINGS: &str = "item_embeddings.f32";
+    /// User vectors as little-endian float32, one row per user in the order of [`USER_IDS`].
+    pub const USER_EMBEDDINGS: &str = "user_embeddings.f32";
+    /// User ids of the rows of [`USER_EMBEDDINGS`], as a JSON array.
+    pub const USER_IDS: &str = "user_ids.json";
 }
 
 /// Returns the S3 key of an artifact of a model version.
@@ -40,14 +48,27 @@ pub struct CatalogueItem {
     pub recent_buyers: u32,
 }
 
+/// What a neighbour's score measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighbourKind {
+    /// Shrunk cosine similarity of the two items' buyer sets.
+    #[default]
+    CoPurchase,
+    /// TF-IDF cosine similarity of the titles, for items that nobody bought.
+    Title,
+}
+
 /// One neighbour of an item with its similarity score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Neighbour {
     pub item_id: String,
-    /// Shrunk cosine similarity of the two items' buyer sets, in 0..=1.
+    /// Similarity in 0..=1, as `kind` says.
     pub score: f32,
-    /// Number of users who bought both items.
+    /// Number of users who bought both items; 0 for title neighbours.
     pub support: u32,
+    #[serde(default)]
+    pub kind: NeighbourKind,
 }
 
 /// Item ids ordered by popularity.
@@ -86,6 +107,20 @@ pub struct RankerContract {
     pub training: serde_json::Value,
 }
 
+/// Layout and training settings of the embedding files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingContract {
+    pub item_file: String,
+    pub user_file: String,
+    pub user_ids_file: String,
+    /// Always "float32-le": little-endian float32, row-major.
+    pub dtype: String,
+    pub settings: FactorSettings,
+    pub iterations: usize,
+    pub items: usize,
+    pub users: usize,
+}
+
 /// Facts about the data a model version was trained on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataSummary {
@@ -110,6 +145,9 @@ pub struct Manifest {
     /// Catalogue price terciles: below the first is "low", above the second "high".
     pub price_bands: [f64; 2],
     pub ranker: RankerContract,
+    /// Absent in model versions trained without embeddings.
+    #[serde(default)]
+    pub embeddings: Option<EmbeddingContract>,
     pub files: Vec<ManifestFile>,
 }
 
@@ -129,6 +167,7 @@ pub struct ModelData {
     /// Inverse document frequency of title terms over the catalogue.
     pub term_idf: FxHashMap<String, f32>,
     pub price_bands: [f64; 2],
+    pub embeddings: Option<ItemEmbeddings>,
 }
 
 impl ModelData {
@@ -137,7 +176,13 @@ impl ModelData {
         let term_idf = crate::preferences::title_term_idf(catalogue.iter().map(|item| item.title.as_str()));
         let price_bands = price_terciles(catalogue.iter().map(|item| item.price));
         let catalogue = catalogue.into_iter().map(|item| (item.item_id.clone(), item)).collect();
-        ModelData { catalogue, popularity, neighbours, term_idf, price_bands }
+        ModelData { catalogue, popularity, neighbours, term_idf, price_bands, embeddings: None }
+    }
+
+    /// Adds item embeddings.
+    pub fn with_embeddings(mut self, embeddings: ItemEmbeddings) -> Self {
+        self.embeddings = Some(embeddings);
+        self
     }
 
     /// Returns the title of an item, or an empty string for an unknown item.

@@ -216,13 +216,15 @@ pub fn user_history(profile: Option<&TrainedProfile>, events: &[StoredEvent]) ->
     let mut history = UserHistory::default();
     if let Some(profile) = profile {
         for purchase in &profile.purchases {
-            history.purchased.insert(purchase.item_id.clone(), purchase.quantity);
+            history.purchased.insert(purchase.item_id.clone(), purchase.orders as f32);
+            history.touch(&purchase.item_id, purchase.last_at);
         }
     }
     for event in events {
         match event.event_type {
             EventType::Purchase => {
-                *history.purchased.entry(event.item_id.clone()).or_default() += f64::from(event.quantity);
+                // Each purchase event is one order, whatever its quantity.
+                *history.purchased.entry(event.item_id.clone()).or_default() += 1.0;
             }
             EventType::View | EventType::AddToCart => {
                 let weight = if event.event_type == EventType::View { VIEW_WEIGHT } else { ADD_TO_CART_WEIGHT };
@@ -230,6 +232,7 @@ pub fn user_history(profile: Option<&TrainedProfile>, events: &[StoredEvent]) ->
                 *entry = entry.max(weight);
             }
         }
+        history.touch(&event.item_id, event.timestamp);
     }
     history.interest.retain(|item_id, _| !history.purchased.contains_key(item_id));
     history

@@ -8,10 +8,9 @@ use rustc_hash::FxHashMap;
 
 use crate::artifacts::{sha256_hex, ArtifactStore};
 use crate::error::Result;
-use crate::model::{artifact_key, files, Manifest, RankerContract};
-use crate::recommend::FEATURE_NAMES;
+use crate::model::{artifact_key, files, EmbeddingContract, Manifest};
 use crate::store::{ActiveModel, DynamoStore, ItemRecord, NeighbourRecord};
-use crate::train::onnx::{export_logistic, INPUT_NAME, OPSET, OUTPUT_NAME};
+use crate::train::onnx::{contract, export_mlp};
 use crate::train::{Progress, TrainOptions, TrainedModel};
 
 /// Summary of a publish.
@@ -29,6 +28,13 @@ pub struct PublishReport {
 /// digest of the content, so ids sort by time and two publishes differ.
 pub fn new_model_version(content_digest: &str) -> String {
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"), &content_digest[..8.min(content_digest.len())])
+}
+
+/// Value of [`EmbeddingContract::dtype`] for the files this module writes.
+pub const EMBEDDING_DTYPE: &str = "float32-le";
+
+fn to_le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|value| value.to_le_bytes()).collect()
 }
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
@@ -55,14 +61,26 @@ pub async fn publish(
     let catalogue = to_json(&trained.items.catalogue);
     let popularity = to_json(&trained.items.popularity);
     let neighbours = to_json(&trained.items.neighbours);
-    let content_digest = sha256_hex(&[catalogue.as_slice(), &neighbours, &to_json(&trained.ranker)].concat());
+    let embeddings = &trained.embeddings;
+    let item_vectors = to_le_bytes(&embeddings.items);
+    let user_vectors = to_le_bytes(&embeddings.users);
+    let user_ids = to_json(&embeddings.user_ids);
+    let content_digest = sha256_hex(&[catalogue.as_slice(), &neighbours, &item_vectors, &to_json(&trained.ranker)].concat());
     let model_version = new_model_version(&content_digest);
-    let ranker = export_logistic(&trained.ranker, &model_version)?;
+    let ranker = export_mlp(&trained.ranker, &model_version)?;
 
     let listed = artifacts
         .put_version_files(
             &model_version,
-            vec![(files::CATALOGUE, catalogue), (files::POPULARITY, popularity), (files::NEIGHBOURS, neighbours), (files::RANKER, ranker)],
+            vec![
+                (files::CATALOGUE, catalogue),
+                (files::POPULARITY, popularity),
+                (files::NEIGHBOURS, neighbours),
+                (files::RANKER, ranker),
+                (files::ITEM_EMBEDDINGS, item_vectors),
+                (files::USER_EMBEDDINGS, user_vectors),
+                (files::USER_IDS, user_ids),
+            ],
         )
         .await?;
     let manifest = Manifest {
@@ -72,14 +90,17 @@ pub async fn publish(
         neighbours_per_item: options.neighbours.per_item,
         shrinkage: options.neighbours.shrinkage,
         price_bands: crate::model::price_terciles(trained.items.catalogue.iter().map(|item| item.price)),
-        ranker: RankerContract {
-            file: files::RANKER.to_string(),
-            input: INPUT_NAME.to_string(),
-            output: OUTPUT_NAME.to_string(),
-            features: FEATURE_NAMES.iter().map(|name| name.to_string()).collect(),
-            opset: OPSET,
-            training: trained.ranker_report.clone(),
-        },
+        ranker: contract(trained.ranker_report.clone()),
+        embeddings: Some(EmbeddingContract {
+            item_file: files::ITEM_EMBEDDINGS.to_string(),
+            user_file: files::USER_EMBEDDINGS.to_string(),
+            user_ids_file: files::USER_IDS.to_string(),
+            dtype: EMBEDDING_DTYPE.to_string(),
+            settings: embeddings.options.settings,
+            iterations: embeddings.options.iterations,
+            items: embeddings.item_ids.len(),
+            users: embeddings.user_ids.len(),
+        }),
         files: listed,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
@@ -115,6 +136,7 @@ pub async fn publish(
                             title: titles.get(neighbour.item_id.as_str()).copied().unwrap_or_default().to_string(),
                             score: neighbour.score,
                             support: neighbour.support,
+                            kind: neighbour.kind,
                         })
                         .collect()
                 })

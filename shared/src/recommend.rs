@@ -7,35 +7,60 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::model::ModelData;
+use crate::model::{ModelData, NeighbourKind};
 
-/// Feature names in the order the ranker reads them.
-pub const FEATURE_NAMES: [&str; 7] = [
-    "neighbour_score_sum",
-    "neighbour_score_max",
-    "neighbour_hits_log",
-    "popularity_log",
-    "recent_popularity_log",
-    "price_log_ratio",
-    "history_size_log",
+/// Feature names in the order the ranker reads them, with what each one measures.
+pub const FEATURES: [(&str, &str); 11] = [
+    ("neighbour_score_sum", "sum over the history items of their neighbour score for the candidate, weighted by interest"),
+    ("neighbour_score_max", "largest of those weighted neighbour scores"),
+    ("neighbour_hits_log", "ln(1 + number of history items that list the candidate as a neighbour)"),
+    ("related_recency_days_log", "ln(1 + days from the latest such history item to the user's latest interaction); ln(366) when none"),
+    ("embedding_score", "dot product of the folded-in user vector and the candidate's item vector"),
+    ("recent_similarity", "largest cosine similarity of the candidate's item vector to the user's three latest items"),
+    ("popularity_log", "ln(1 + distinct buyers of the candidate)"),
+    ("recent_popularity_log", "ln(1 + distinct buyers in the recent window)"),
+    ("popularity_trend", "ln((1 + recent buyers) / (1 + buyers)): near 0 for items that sell now, negative for fading ones"),
+    ("price_log_ratio", "ln(candidate price / median price of the user's items); 0 when unknown"),
+    ("history_size_log", "ln(1 + distinct items in the user's history)"),
 ];
 
-/// Number of features per candidate.
-pub const FEATURE_COUNT: usize = FEATURE_NAMES.len();
+/// Feature names in the order the ranker reads them.
+pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = {
+    let mut names = [""; FEATURES.len()];
+    let mut index = 0;
+    while index < FEATURES.len() {
+        names[index] = FEATURES[index].0;
+        index += 1;
+    }
+    names
+};
 
-/// Weight of a viewed item, relative to a purchase, when it seeds neighbours.
+/// Number of features per candidate.
+pub const FEATURE_COUNT: usize = FEATURES.len();
+
+/// Weight of a viewed item, relative to one order, when it seeds neighbours and the user vector.
 pub const VIEW_WEIGHT: f32 = 0.3;
 
-/// Weight of an item added to the cart, relative to a purchase, when it seeds neighbours.
+/// Weight of an item added to the cart, relative to one order, when it seeds neighbours and the user vector.
 pub const ADD_TO_CART_WEIGHT: f32 = 0.6;
+
+/// Latest history items whose embedding neighbours become candidates.
+const RECENT_SEEDS: usize = 3;
+
+/// Days used for `related_recency_days_log` when no history item led to the candidate.
+const UNRELATED_DAYS: f32 = 365.0;
+
+const SECONDS_PER_DAY: f32 = 86_400.0;
 
 /// A user's purchases and interests at request time.
 #[derive(Debug, Clone, Default)]
 pub struct UserHistory {
-    /// Items the user bought, with the quantity bought.
-    pub purchased: FxHashMap<String, f64>,
+    /// Items the user bought, with the number of orders that contained them.
+    pub purchased: FxHashMap<String, f32>,
     /// Items the user showed interest in without buying, with a weight in 0..1.
     pub interest: FxHashMap<String, f32>,
+    /// Unix seconds of the user's latest interaction with each item.
+    pub last_at: FxHashMap<String, i64>,
 }
 
 impl UserHistory {
@@ -52,6 +77,34 @@ impl UserHistory {
     /// Returns the number of distinct items the user bought or showed interest in.
     pub fn size(&self) -> usize {
         self.purchased.len() + self.interest.len()
+    }
+
+    /// Records an interaction time with an item, keeping the latest.
+    pub fn touch(&mut self, item_id: &str, at: i64) {
+        match self.last_at.get_mut(item_id) {
+            Some(last) => *last = (*last).max(at),
+            None => {
+                self.last_at.insert(item_id.to_string(), at);
+            }
+        }
+    }
+
+    /// Returns the time of the user's latest interaction.
+    pub fn latest_at(&self) -> Option<i64> {
+        self.last_at.values().copied().max()
+    }
+
+    /// Returns up to `count` history items, latest first, ties by item id.
+    pub fn recent_items(&self, count: usize) -> Vec<&str> {
+        let mut items: Vec<(&str, i64)> = self
+            .purchased
+            .keys()
+            .chain(self.interest.keys())
+            .map(|item_id| (item_id.as_str(), self.last_at.get(item_id).copied().unwrap_or(i64::MIN)))
+            .collect();
+        items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        items.truncate(count);
+        items.into_iter().map(|(item_id, _)| item_id).collect()
     }
 
     /// Returns the median catalogue price of the purchased items, or of the items
@@ -71,8 +124,12 @@ impl UserHistory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateSource {
-    /// A neighbour of an item in the user's history.
+    /// A co-purchase neighbour of an item in the user's history.
     Neighbours,
+    /// A neighbour by title of a history item without any purchase.
+    TitleNeighbours,
+    /// An item close to the user's vector or to a latest history item in embedding space.
+    Embedding,
     /// A popular item.
     Popular,
 }
@@ -85,24 +142,114 @@ pub struct Candidate {
     pub neighbour_score_sum: f32,
     pub neighbour_score_max: f32,
     pub neighbour_hits: u32,
+    /// Latest interaction time with a history item that lists this candidate as a neighbour.
+    pub related_last_at: Option<i64>,
+    pub embedding_score: f32,
+    pub recent_similarity: f32,
+}
+
+impl Candidate {
+    fn new(item_id: &str, source: CandidateSource) -> Self {
+        Candidate {
+            item_id: item_id.to_string(),
+            source,
+            neighbour_score_sum: 0.0,
+            neighbour_score_max: 0.0,
+            neighbour_hits: 0,
+            related_last_at: None,
+            embedding_score: 0.0,
+            recent_similarity: 0.0,
+        }
+    }
 }
 
 /// How many candidates each source contributes.
 #[derive(Debug, Clone, Copy)]
 pub struct CandidateLimits {
     pub neighbours: usize,
+    /// Items nearest to the user's vector.
+    pub embedding: usize,
+    /// Items nearest to the latest history items.
+    pub similar_to_recent: usize,
     pub popular: usize,
 }
 
 impl Default for CandidateLimits {
     fn default() -> Self {
-        CandidateLimits { neighbours: 200, popular: 50 }
+        CandidateLimits { neighbours: 200, embedding: 100, similar_to_recent: 50, popular: 50 }
     }
 }
 
-/// Collects candidates for a user: neighbours of the history items, then popular
-/// items, never an item the user already bought, viewed or carted.
+/// Embedding scores of every item for one user, by embedding row.
+struct EmbeddingSignals {
+    user_scores: Vec<f32>,
+    recent_similarity: Vec<f32>,
+}
+
+impl EmbeddingSignals {
+    fn compute(data: &ModelData, history: &UserHistory) -> Option<Self> {
+        let embeddings = data.embeddings.as_ref()?;
+        let user = embeddings.fold_in(history)?;
+        let seeds: Vec<usize> = history.recent_items(RECENT_SEEDS).into_iter().filter_map(|item_id| embeddings.row(item_id)).collect();
+        Some(EmbeddingSignals { user_scores: embeddings.scores(&user), recent_similarity: embeddings.max_similarity(&seeds) })
+    }
+}
+
+/// Returns the rows of the `count` highest values, best first, among rows that `keep` accepts.
+fn top_rows(values: &[f32], count: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut rows: Vec<usize> = (0..values.len()).filter(|&row| keep(row)).collect();
+    let by_value = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then_with(|| a.cmp(b));
+    if rows.len() > count {
+        rows.select_nth_unstable_by(count, by_value);
+        rows.truncate(count);
+    }
+    rows.sort_by(by_value);
+    rows
+}
+
+/// Collects candidates for a user: neighbours of the history items, items near
+/// the user's vector and near the latest history items, then popular items,
+/// never an item the user already bought, viewed or carted.
 pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: CandidateLimits) -> Vec<Candidate> {
+    let mut candidates = neighbour_candidates(data, history, limits.neighbours);
+    let mut chosen: FxHashSet<String> = candidates.iter().map(|candidate| candidate.item_id.clone()).collect();
+
+    let signals = data.embeddings.as_ref().and_then(|embeddings| Some((embeddings, EmbeddingSignals::compute(data, history)?)));
+    if let Some((embeddings, signals)) = &signals {
+        let fresh = |row: usize| {
+            let item_id = embeddings.item_id(row);
+            !history.contains(item_id) && !chosen.contains(item_id)
+        };
+        let mut rows = top_rows(&signals.user_scores, limits.embedding, fresh);
+        let near_recent = top_rows(&signals.recent_similarity, limits.similar_to_recent + rows.len(), fresh);
+        let from_user: FxHashSet<usize> = rows.iter().copied().collect();
+        rows.extend(near_recent.into_iter().filter(|row| !from_user.contains(row)).take(limits.similar_to_recent));
+        for row in rows {
+            chosen.insert(embeddings.item_id(row).to_string());
+            candidates.push(Candidate::new(embeddings.item_id(row), CandidateSource::Embedding));
+        }
+    }
+
+    let popular: Vec<Candidate> = unseen_popular(data, history)
+        .filter(|item_id| !chosen.contains(item_id.as_str()))
+        .take(limits.popular)
+        .map(|item_id| Candidate::new(item_id, CandidateSource::Popular))
+        .collect();
+    candidates.extend(popular);
+
+    if let Some((embeddings, signals)) = &signals {
+        for candidate in &mut candidates {
+            if let Some(row) = embeddings.row(&candidate.item_id) {
+                candidate.embedding_score = signals.user_scores[row];
+                candidate.recent_similarity = signals.recent_similarity[row];
+            }
+        }
+    }
+    candidates
+}
+
+/// Collects the neighbours of the history items, best summed score first.
+fn neighbour_candidates(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Candidate> {
     let mut scored: FxHashMap<&str, Candidate> = FxHashMap::default();
     // Views and carts weigh less than purchases beside them. A visitor who bought
     // nothing yet has only them, and the ranker learned its weights from buyers,
@@ -116,71 +263,82 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
 
     for (seed, weight) in seeds {
         let Some(neighbours) = data.neighbours.get(seed) else { continue };
+        let seed_at = history.last_at.get(seed).copied();
         for neighbour in neighbours {
             if history.contains(&neighbour.item_id) {
                 continue;
             }
-            let candidate = scored.entry(neighbour.item_id.as_str()).or_insert_with(|| Candidate {
-                item_id: neighbour.item_id.clone(),
-                source: CandidateSource::Neighbours,
-                neighbour_score_sum: 0.0,
-                neighbour_score_max: 0.0,
-                neighbour_hits: 0,
-            });
+            let source = match neighbour.kind {
+                NeighbourKind::CoPurchase => CandidateSource::Neighbours,
+                NeighbourKind::Title => CandidateSource::TitleNeighbours,
+            };
+            let candidate = scored.entry(neighbour.item_id.as_str()).or_insert_with(|| Candidate::new(&neighbour.item_id, source));
+            if source == CandidateSource::Neighbours {
+                candidate.source = source;
+            }
             let score = weight * neighbour.score;
             candidate.neighbour_score_sum += score;
             candidate.neighbour_score_max = candidate.neighbour_score_max.max(score);
             candidate.neighbour_hits += 1;
+            candidate.related_last_at = candidate.related_last_at.max(seed_at);
         }
     }
 
     let mut candidates: Vec<Candidate> = scored.into_values().collect();
     candidates.sort_by(|a, b| b.neighbour_score_sum.total_cmp(&a.neighbour_score_sum).then_with(|| a.item_id.cmp(&b.item_id)));
-    candidates.truncate(limits.neighbours);
-
-    let from_neighbours: FxHashSet<&str> = candidates.iter().map(|candidate| candidate.item_id.as_str()).collect();
-    let popular: Vec<Candidate> = unseen_popular(data, history)
-        .filter(|item_id| !from_neighbours.contains(item_id.as_str()))
-        .take(limits.popular)
-        .map(|item_id| Candidate {
-            item_id: item_id.clone(),
-            source: CandidateSource::Popular,
-            neighbour_score_sum: 0.0,
-            neighbour_score_max: 0.0,
-            neighbour_hits: 0,
-        })
-        .collect();
-    candidates.extend(popular);
+    candidates.truncate(limit);
     candidates
 }
 
+/// Facts about the user that every candidate's features share.
+#[derive(Debug, Clone, Copy)]
+pub struct UserContext {
+    pub history_size: usize,
+    pub median_price: Option<f64>,
+    pub latest_at: Option<i64>,
+}
+
+impl UserContext {
+    /// Computes the shared facts from the history.
+    pub fn new(data: &ModelData, history: &UserHistory) -> Self {
+        UserContext { history_size: history.size(), median_price: history.median_price(data), latest_at: history.latest_at() }
+    }
+}
+
 /// Builds the feature row of one candidate, in [`FEATURE_NAMES`] order.
-pub fn candidate_features(data: &ModelData, history_size: usize, median_price: Option<f64>, candidate: &Candidate) -> [f32; FEATURE_COUNT] {
+pub fn candidate_features(data: &ModelData, user: &UserContext, candidate: &Candidate) -> [f32; FEATURE_COUNT] {
     let item = data.catalogue.get(&candidate.item_id);
-    let buyers = item.map_or(0, |item| item.buyers);
-    let recent_buyers = item.map_or(0, |item| item.recent_buyers);
-    let price_log_ratio = match (item, median_price) {
+    let buyers = item.map_or(0, |item| item.buyers) as f32;
+    let recent_buyers = item.map_or(0, |item| item.recent_buyers) as f32;
+    let price_log_ratio = match (item, user.median_price) {
         (Some(item), Some(median)) if item.price > 0.0 && median > 0.0 => (item.price / median).ln() as f32,
         _ => 0.0,
+    };
+    let related_days = match (candidate.related_last_at, user.latest_at) {
+        (Some(related), Some(latest)) => ((latest - related).max(0) as f32 / SECONDS_PER_DAY).min(UNRELATED_DAYS),
+        _ => UNRELATED_DAYS,
     };
     [
         candidate.neighbour_score_sum,
         candidate.neighbour_score_max,
         (candidate.neighbour_hits as f32).ln_1p(),
-        (buyers as f32).ln_1p(),
-        (recent_buyers as f32).ln_1p(),
+        related_days.ln_1p(),
+        candidate.embedding_score,
+        candidate.recent_similarity,
+        buyers.ln_1p(),
+        recent_buyers.ln_1p(),
+        recent_buyers.ln_1p() - buyers.ln_1p(),
         price_log_ratio,
-        (history_size as f32).ln_1p(),
+        (user.history_size as f32).ln_1p(),
     ]
 }
 
 /// Builds the row-major feature matrix `[candidates.len(), FEATURE_COUNT]`.
 pub fn build_features(data: &ModelData, history: &UserHistory, candidates: &[Candidate]) -> Vec<f32> {
-    let median_price = history.median_price(data);
-    let history_size = history.size();
+    let user = UserContext::new(data, history);
     let mut matrix = Vec::with_capacity(candidates.len() * FEATURE_COUNT);
     for candidate in candidates {
-        matrix.extend_from_slice(&candidate_features(data, history_size, median_price, candidate));
+        matrix.extend_from_slice(&candidate_features(data, &user, candidate));
     }
     matrix
 }
@@ -234,6 +392,44 @@ pub fn recommend(
         .collect())
 }
 
+/// Recommendations for one request, with the fallback used when there was nothing to rank.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Served {
+    /// "popular" when the user has no history to rank from or no candidate came up.
+    pub fallback: Option<&'static str>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// Ranks the user's candidates, or falls back to popular items; the path that
+/// the inference function, the batch job and the evaluation share.
+pub fn serve(data: &ModelData, history: &UserHistory, scorer: &dyn Scorer, limits: CandidateLimits, limit: usize) -> Result<Served> {
+    let ranked = if history.is_empty() { Vec::new() } else { recommend(data, history, scorer, limits, limit)? };
+    if ranked.is_empty() {
+        return Ok(Served { fallback: Some("popular"), recommendations: popular_fallback(data, history, limit) });
+    }
+    Ok(Served { fallback: None, recommendations: ranked })
+}
+
+/// Returns the unseen items with the highest embedding score for the user, or an
+/// empty list when the model has no embeddings or the history has no known item.
+pub fn recommend_by_embedding(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Recommendation> {
+    let Some(embeddings) = data.embeddings.as_ref() else { return Vec::new() };
+    let Some(user) = embeddings.fold_in(history) else { return Vec::new() };
+    let scores = embeddings.scores(&user);
+    top_rows(&scores, limit, |row| !history.contains(embeddings.item_id(row)))
+        .into_iter()
+        .map(|row| {
+            let item_id = embeddings.item_id(row);
+            Recommendation {
+                item_id: item_id.to_string(),
+                title: data.title(item_id).to_string(),
+                score: scores[row],
+                source: CandidateSource::Embedding,
+            }
+        })
+        .collect()
+}
+
 /// Returns popular item ids, recent first and then all-time, each once, without
 /// the items the user bought, viewed or carted.
 fn unseen_popular<'a>(data: &'a ModelData, history: &'a UserHistory) -> impl Iterator<Item = &'a String> + 'a {
@@ -271,7 +467,7 @@ mod tests {
     }
 
     fn neighbour(item_id: &str, score: f32) -> Neighbour {
-        Neighbour { item_id: item_id.into(), score, support: 3 }
+        Neighbour { item_id: item_id.into(), score, support: 3, kind: NeighbourKind::CoPurchase }
     }
 
     fn sample_data() -> ModelData {
@@ -285,7 +481,12 @@ mod tests {
     }
 
     fn history(purchased: &[&str]) -> UserHistory {
-        UserHistory { purchased: purchased.iter().map(|id| (id.to_string(), 1.0)).collect(), interest: FxHashMap::default() }
+        let mut history = UserHistory::default();
+        for (day, item_id) in purchased.iter().enumerate() {
+            history.purchased.insert(item_id.to_string(), 1.0);
+            history.touch(item_id, day as i64 * 86_400);
+        }
+        history
     }
 
     #[test]
@@ -348,15 +549,90 @@ mod tests {
             neighbour_score_sum: 1.5,
             neighbour_score_max: 0.8,
             neighbour_hits: 3,
+            related_last_at: Some(0),
+            embedding_score: 0.25,
+            recent_similarity: 0.5,
         };
-        let row = candidate_features(&data, 4, Some(1.0), &candidate);
-        assert_eq!(row[0], 1.5);
-        assert_eq!(row[1], 0.8);
-        assert!((row[2] - 4f32.ln()).abs() < 1e-6);
-        assert!((row[3] - 11f32.ln()).abs() < 1e-6);
-        assert!((row[4] - 6f32.ln()).abs() < 1e-6);
-        assert!((row[5] - 2f32.ln()).abs() < 1e-6);
-        assert!((row[6] - 5f32.ln()).abs() < 1e-6);
+        let user = UserContext { history_size: 4, median_price: Some(1.0), latest_at: Some(9 * 86_400) };
+        let row = candidate_features(&data, &user, &candidate);
+        let expected = [1.5, 0.8, 4f32.ln(), 10f32.ln(), 0.25, 0.5, 11f32.ln(), 6f32.ln(), 6f32.ln() - 11f32.ln(), 2f32.ln(), 5f32.ln()];
+        for (index, (actual, expected)) in row.iter().zip(expected).enumerate() {
+            assert!((actual - expected).abs() < 1e-6, "{}: {actual} != {expected}", FEATURE_NAMES[index]);
+        }
+    }
+
+    #[test]
+    fn feature_names_follow_features() {
+        assert_eq!(FEATURE_NAMES.len(), FEATURES.len());
+        assert_eq!(FEATURE_NAMES[3], "related_recency_days_log");
+    }
+
+    #[test]
+    fn unrelated_candidate_gets_default_recency() {
+        let candidate = Candidate::new("E", CandidateSource::Popular);
+        let user = UserContext { history_size: 1, median_price: None, latest_at: Some(0) };
+        let row = candidate_features(&sample_data(), &user, &candidate);
+        assert!((row[3] - UNRELATED_DAYS.ln_1p()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn candidates_keep_latest_related_time() {
+        let candidates = generate_candidates(&sample_data(), &history(&["A", "D"]), CandidateLimits::default());
+        let c = candidates.iter().find(|c| c.item_id == "C").unwrap();
+        assert_eq!(c.related_last_at, Some(86_400), "D was bought on day 1, A on day 0");
+    }
+
+    fn data_with_embeddings() -> ModelData {
+        // F is close to A in embedding space and has no co-purchase link.
+        let ids: Vec<String> = ["A", "B", "C", "D", "E", "F"].iter().map(|id| id.to_string()).collect();
+        let vectors = vec![1.0, 0.0, 0.0, 1.0, 0.1, 0.9, 0.0, 1.0, 0.2, 0.2, 0.9, 0.1];
+        let settings = crate::embeddings::FactorSettings { factors: 2, regularization: 0.1, alpha: 1.0 };
+        let embeddings = crate::embeddings::ItemEmbeddings::new(ids, vectors, settings).unwrap();
+        let mut data = sample_data();
+        data.catalogue.insert("F".into(), item("F", 2.0, 4));
+        data.with_embeddings(embeddings)
+    }
+
+    #[test]
+    fn embedding_candidates_add_unlinked_items() {
+        let candidates = generate_candidates(&data_with_embeddings(), &history(&["A"]), CandidateLimits::default());
+        let f = candidates.iter().find(|c| c.item_id == "F").expect("F is near A in embedding space");
+        assert_eq!(f.source, CandidateSource::Embedding);
+        assert!(f.embedding_score > 0.0);
+        assert!(f.recent_similarity > 0.9);
+        let b = candidates.iter().find(|c| c.item_id == "B").unwrap();
+        assert_eq!(b.source, CandidateSource::Neighbours, "a neighbour keeps its source");
+    }
+
+    #[test]
+    fn embedding_recommendations_skip_history() {
+        let ranked = recommend_by_embedding(&data_with_embeddings(), &history(&["A"]), 3);
+        assert_eq!(ranked[0].item_id, "F");
+        assert!(ranked.iter().all(|r| r.item_id != "A"));
+    }
+
+    #[test]
+    fn title_neighbours_mark_candidates() {
+        let mut data = sample_data();
+        data.neighbours.insert("NEW".into(), vec![Neighbour { item_id: "C".into(), score: 0.7, support: 0, kind: NeighbourKind::Title }]);
+        let mut user = UserHistory::default();
+        user.interest.insert("NEW".into(), VIEW_WEIGHT);
+        let candidates = generate_candidates(&data, &user, CandidateLimits::default());
+        assert_eq!(candidates[0].item_id, "C");
+        assert_eq!(candidates[0].source, CandidateSource::TitleNeighbours);
+    }
+
+    #[test]
+    fn recent_items_latest_first() {
+        let user = history(&["A", "D", "E"]);
+        assert_eq!(user.recent_items(2), vec!["E", "D"]);
+    }
+
+    #[test]
+    fn serve_falls_back_without_history() {
+        let served = serve(&sample_data(), &UserHistory::default(), &SumScorer, CandidateLimits::default(), 2).unwrap();
+        assert_eq!(served.fallback, Some("popular"));
+        assert_eq!(served.recommendations.len(), 2);
     }
 
     struct SumScorer;

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::NeighbourKind;
 use crate::preferences::{StoredEvent, TrainedProfile};
 
 /// Key attribute names; the table definitions in `template.yaml` must use the same.
@@ -59,6 +60,9 @@ pub struct NeighbourRecord {
     pub title: String,
     pub score: f32,
     pub support: u32,
+    /// "co_purchase", or "title" for an item that nobody has bought yet.
+    #[serde(default)]
+    pub kind: NeighbourKind,
 }
 
 /// An item of one model version with its neighbours.
@@ -251,6 +255,28 @@ impl DynamoStore {
     /// Reads a user's trained profile of a model version.
     pub async fn get_profile(&self, model_version: &str, user_id: &str) -> Result<Option<TrainedProfile>> {
         self.get_versioned(&self.tables.profiles, model_version, keys::USER_ID, user_id).await
+    }
+
+    /// Reads every trained profile of a model version, page by page.
+    pub async fn list_profiles(&self, model_version: &str) -> Result<Vec<TrainedProfile>> {
+        let table = &self.tables.profiles;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#version = :version")
+            .expression_attribute_names("#version", keys::MODEL_VERSION)
+            .expression_attribute_values(":version", AttributeValue::S(model_version.into()))
+            .into_paginator()
+            .send();
+        let mut profiles = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| dynamo_error("Query", table, error))?;
+            for item in page.items.unwrap_or_default() {
+                profiles.push(serde_dynamo::from_item(item).map_err(|error| conversion_error("Query", table, error))?);
+            }
+        }
+        Ok(profiles)
     }
 
     /// Stores an event unless one with the same user and event id exists.

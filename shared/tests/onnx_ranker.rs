@@ -5,25 +5,18 @@ mod common;
 
 use shoprec::model::RankerContract;
 use shoprec::ranker::Ranker;
-use shoprec::recommend::{Scorer, FEATURE_COUNT, FEATURE_NAMES};
-use shoprec::train::onnx::{export_logistic, INPUT_NAME, OPSET, OUTPUT_NAME};
-use shoprec::train::ranker::LogisticModel;
+use shoprec::recommend::{Scorer, FEATURE_COUNT};
+use shoprec::train::onnx::{self, export_mlp};
+use shoprec::train::ranker::MlpModel;
 
 fn contract() -> RankerContract {
-    RankerContract {
-        file: "ranker.onnx".into(),
-        input: INPUT_NAME.into(),
-        output: OUTPUT_NAME.into(),
-        features: FEATURE_NAMES.iter().map(|name| name.to_string()).collect(),
-        opset: OPSET,
-        training: serde_json::Value::Null,
-    }
+    onnx::contract(serde_json::Value::Null)
 }
 
 #[test]
 fn onnx_scores_match_trainer_within_1e5() {
     let (trained, _) = common::train_synthetic();
-    let onnx = export_logistic(&trained.ranker, "test").unwrap();
+    let onnx = export_mlp(&trained.ranker, "test").unwrap();
     let ranker = Ranker::load(&onnx, &contract()).unwrap();
 
     let rows = 1_000;
@@ -38,8 +31,16 @@ fn onnx_scores_match_trainer_within_1e5() {
 
 #[test]
 fn ranker_rejects_other_feature_contract() {
-    let model = LogisticModel { mean: [0.0; FEATURE_COUNT], scale: [1.0; FEATURE_COUNT], weights: [1.0; FEATURE_COUNT], bias: 0.0 };
-    let onnx = export_logistic(&model, "test").unwrap();
+    let model = MlpModel {
+        mean: [0.0; FEATURE_COUNT],
+        scale: [1.0; FEATURE_COUNT],
+        hidden: 2,
+        w1: vec![0.5; FEATURE_COUNT * 2],
+        b1: vec![0.0; 2],
+        w2: vec![1.0; 2],
+        b2: 0.0,
+    };
+    let onnx = export_mlp(&model, "test").unwrap();
     let mut reordered = contract();
     reordered.features.swap(0, 1);
     let error = Ranker::load(&onnx, &reordered).unwrap_err();

@@ -1,5 +1,6 @@
 //! The whole path on the real Online Retail data, run when `SHOPREC_DATA` names
-//! the file: cleaning, training, publishing to the local stack and serving.
+//! the file: cleaning, training, publishing to the local stack and serving, and
+//! the offline evaluation on the time split.
 
 mod common;
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 use shoprec::handlers::{handle, Function};
 use shoprec::ingest::read_interactions;
 use shoprec::publish::publish;
+use shoprec::train::evaluate::{run_evaluation, EvaluationOptions};
+use shoprec::train::split::SplitKind;
 use shoprec::train::{train, TrainOptions};
 
 use common::{local_stack, Quiet};
@@ -142,4 +145,32 @@ async fn real_data_end_to_end() {
     let favourites: Vec<&str> = profile["favourite_items"].as_array().unwrap().iter().map(|f| f["item_id"].as_str().unwrap()).collect();
     assert!(favourites.contains(&WHITE_HEART), "{favourites:?}");
     assert!(!profile["themes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn real_data_evaluation_beats_baselines() {
+    let Some(path) = data_path() else { return };
+    let (interactions, cleaning) = read_interactions(&path).unwrap();
+    let options = EvaluationOptions {
+        split: SplitKind::Time { test_days: 28 },
+        cutoffs: vec![10, 20],
+        k_max: 20,
+        train: TrainOptions::default(),
+        peers: Vec::new(),
+    };
+    let report = run_evaluation(&interactions, &cleaning, &options, &mut Quiet).unwrap();
+    assert!(report.test_users > 1_000, "{} test users", report.test_users);
+
+    let ndcg = |method: &str| report.metrics(method, 10).unwrap_or_else(|| panic!("{method} is missing")).ndcg;
+    let pipeline = ndcg("ranked pipeline");
+    assert!(pipeline > ndcg("popularity"), "pipeline NDCG@10 {pipeline} does not beat popularity {}", ndcg("popularity"));
+    assert!(pipeline > ndcg("item neighbours"), "pipeline NDCG@10 {pipeline} does not beat neighbours {}", ndcg("item neighbours"));
+    assert!(pipeline > ndcg("embeddings (ALS)"), "pipeline NDCG@10 {pipeline} does not beat ALS {}", ndcg("embeddings (ALS)"));
+
+    let pipeline_metrics = report.metrics("ranked pipeline", 10).unwrap();
+    assert_eq!(pipeline_metrics.fallback_share, 0.0, "every test user has a history to rank from");
+    assert!(pipeline_metrics.coverage > 0.05, "coverage {}", pipeline_metrics.coverage);
+    for method in &report.methods {
+        assert_eq!(method.ndcg_at.len(), 20, "{}", method.name);
+    }
 }

@@ -90,11 +90,20 @@ async fn publish_writes_manifest_and_activates() {
 
     let active = stack.store.active_model().await.unwrap().unwrap();
     assert_eq!(active.model_version, report.model_version);
-    let bundle = stack.artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true }).await.unwrap();
-    assert_eq!(bundle.manifest.files.len(), 4);
+    let bundle = stack.artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true, embeddings: true }).await.unwrap();
+    assert_eq!(bundle.manifest.files.len(), 7);
     assert_eq!(bundle.data.catalogue.len(), 12);
     assert!(bundle.ranker.is_some());
     assert_eq!(bundle.manifest.ranker.features.len(), shoprec::recommend::FEATURE_COUNT);
+    let embeddings = bundle.data.embeddings.as_ref().expect("the inference parts include the embeddings");
+    assert_eq!(embeddings.len(), 12);
+    let contract = bundle.manifest.embeddings.as_ref().unwrap();
+    assert_eq!(contract.users, 60);
+    let user_ids = stack.artifacts.get(&shoprec::model::artifact_key(&report.model_version, &contract.user_ids_file)).await.unwrap();
+    let user_ids: Vec<String> = serde_json::from_slice(&user_ids).unwrap();
+    assert_eq!(user_ids.len(), 60);
+    let user_vectors = stack.artifacts.get(&shoprec::model::artifact_key(&report.model_version, &contract.user_file)).await.unwrap();
+    assert_eq!(user_vectors.len(), 60 * contract.settings.factors * 4);
 
     let item = stack.store.get_item(&report.model_version, "85123A").await.unwrap().unwrap();
     assert_eq!(item.title, "WHITE HANGING HEART T-LIGHT HOLDER");
@@ -113,7 +122,7 @@ async fn tampered_artifact_is_rejected() {
     let stack = local_stack("tamper").await;
     let report = publish_synthetic(&stack).await;
     let active = stack.store.active_model().await.unwrap().unwrap();
-    let parts = BundleParts { neighbours: true, ranker: true };
+    let parts = BundleParts { neighbours: true, ranker: true, embeddings: true };
 
     let key = artifact_key(&report.model_version, files::CATALOGUE);
     let mut bytes = stack.artifacts.get(&key).await.unwrap();
@@ -140,7 +149,7 @@ async fn tampered_artifact_is_rejected() {
 async fn cache_keeps_last_good_version() {
     let stack = local_stack("lastgood").await;
     let first = publish_synthetic(&stack).await;
-    let parts = BundleParts { neighbours: true, ranker: true };
+    let parts = BundleParts { neighbours: true, ranker: true, embeddings: true };
     let cache = ModelCache::new(stack.store.clone(), stack.artifacts.clone(), parts, Duration::ZERO);
     assert_eq!(cache.get().await.unwrap().model_version(), first.model_version);
 
@@ -156,7 +165,7 @@ async fn cache_keeps_last_good_version() {
 async fn cache_picks_up_new_version() {
     let stack = local_stack("newversion").await;
     publish_synthetic(&stack).await;
-    let parts = BundleParts { neighbours: false, ranker: false };
+    let parts = BundleParts { neighbours: false, ranker: false, embeddings: false };
     let cache = ModelCache::new(stack.store.clone(), stack.artifacts.clone(), parts, Duration::ZERO);
     cache.get().await.unwrap();
 

@@ -8,11 +8,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoprec::artifacts::ArtifactStore;
+use shoprec::artifacts::BundleParts;
+use shoprec::batch::{default_batch_key, write_batch_recommendations};
 use shoprec::config::{dynamodb_client, load_sdk_config, s3_client, Config};
 use shoprec::ingest::read_interactions;
 use shoprec::publish::publish;
+use shoprec::recommend::CandidateLimits;
 use shoprec::store::DynamoStore;
 use shoprec::template::{create_bucket, create_tables};
+use shoprec::train::als::AlsOptions;
+use shoprec::train::evaluate::{export_split, run_evaluation, EvaluationOptions};
+use shoprec::train::split::SplitKind;
 use shoprec::train::{train, Progress, TrainOptions};
 
 #[derive(Parser)]
@@ -47,7 +53,142 @@ enum Command {
         /// Days at the end of the data that count as recent for popularity.
         #[arg(long, default_value_t = 30)]
         recent_days: u32,
+        #[command(flatten)]
+        als: AlsArgs,
     },
+    /// Train on the first part of a split and measure every method on the rest.
+    Evaluate {
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Lists of another library as NAME=FILE.jsonl, one {"user_id", "item_ids"} object per line; repeatable.
+        /// A FILE.json beside it with "fit_seconds" adds its training time.
+        #[arg(long = "peer", value_parser = parse_peer)]
+        peers: Vec<(String, PathBuf)>,
+        /// Cut-offs of the metrics table.
+        #[arg(long, value_delimiter = ',', default_value = "10,20")]
+        cutoffs: Vec<usize>,
+        /// NDCG is reported for every k from 1 to this.
+        #[arg(long, default_value_t = 20)]
+        k_max: usize,
+        /// Folder for quality-<split>.json and quality-<split>.md.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+    },
+    /// Write a split as CSV files with the factorisation settings, for another library to train on.
+    ExportSplit {
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Folder for train.csv, test_users.csv and params.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Length of the lists the other library should write.
+        #[arg(long, default_value_t = 20)]
+        top_n: usize,
+    },
+    /// Write the top recommendations of every known user of the active model version to S3 as JSON Lines.
+    Batch {
+        /// Recommendations per user.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+        top: u16,
+        /// S3 key in the artifact bucket; default batch/<model version>/recommendations-<time>.jsonl.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+/// Data and split settings shared by evaluate and export-split.
+#[derive(clap::Args)]
+struct SplitArgs {
+    /// Online Retail CSV or interactions CSV (user_id,item_id,timestamp[,weight]), plain or gzip.
+    #[arg(long, env = "SHOPREC_DATA")]
+    data: PathBuf,
+    /// time: train before a cut date and test on the following days; random: hold out a share of each user's items.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Time)]
+    split: SplitChoice,
+    /// Days after the cut that the time split tests on.
+    #[arg(long, default_value_t = 28)]
+    test_days: u32,
+    /// Share of each user's distinct items that the random split holds out.
+    #[arg(long, default_value_t = 0.2)]
+    test_share: f64,
+    /// Seed of the random split.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    als: AlsArgs,
+}
+
+/// Settings of the matrix factorisation.
+#[derive(clap::Args)]
+struct AlsArgs {
+    /// Length of the user and item vectors.
+    #[arg(long, default_value_t = AlsOptions::default().settings.factors as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    factors: u16,
+    /// Confidence gained per order: c = 1 + alpha * orders.
+    #[arg(long, default_value_t = AlsOptions::default().settings.alpha)]
+    alpha: f32,
+    /// L2 penalty on every user and item vector.
+    #[arg(long, default_value_t = AlsOptions::default().settings.regularization)]
+    regularization: f32,
+    /// Alternations of a user step and an item step.
+    #[arg(long, default_value_t = AlsOptions::default().iterations as u16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    iterations: u16,
+}
+
+impl AlsArgs {
+    fn apply(&self, options: &mut TrainOptions) -> anyhow::Result<()> {
+        anyhow::ensure!(self.alpha.is_finite() && self.alpha >= 0.0, "--alpha {} is invalid: give a number of 0 or more", self.alpha);
+        anyhow::ensure!(
+            self.regularization.is_finite() && self.regularization > 0.0,
+            "--regularization {} is invalid: give a number above 0",
+            self.regularization
+        );
+        options.als.settings.factors = usize::from(self.factors);
+        options.als.settings.alpha = self.alpha;
+        options.als.settings.regularization = self.regularization;
+        options.als.iterations = usize::from(self.iterations);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SplitChoice {
+    Time,
+    Random,
+}
+
+impl SplitArgs {
+    fn kind(&self) -> anyhow::Result<SplitKind> {
+        Ok(match self.split {
+            SplitChoice::Time => SplitKind::Time { test_days: self.test_days },
+            SplitChoice::Random => {
+                anyhow::ensure!(
+                    self.test_share > 0.0 && self.test_share < 1.0,
+                    "--test-share {} is out of range: give a share between 0 and 1, such as 0.2",
+                    self.test_share
+                );
+                SplitKind::Random { test_share: self.test_share, seed: self.seed }
+            }
+        })
+    }
+
+    /// Training options whose ranker split is of the same kind as the evaluation split.
+    fn train_options(&self) -> anyhow::Result<TrainOptions> {
+        let mut options = TrainOptions::default();
+        self.als.apply(&mut options)?;
+        if let SplitKind::Random { test_share, seed } = self.kind()? {
+            options.ranker_split = SplitKind::Random { test_share, seed: seed.wrapping_add(1) };
+        }
+        Ok(options)
+    }
+}
+
+fn parse_peer(value: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = value.split_once('=').ok_or_else(|| format!("invalid peer {value:?}: write it as NAME=FILE.jsonl"))?;
+    if name.trim().is_empty() || path.trim().is_empty() {
+        return Err(format!("invalid peer {value:?}: both NAME and FILE must be given"));
+    }
+    Ok((name.trim().to_string(), PathBuf::from(path)))
 }
 
 /// Prints each step with a spinner and its time.
@@ -77,14 +218,88 @@ async fn main() -> anyhow::Result<()> {
     shoprec::telemetry::init_text_logs();
     match Cli::parse().command {
         Command::Setup { template } => setup(template).await,
-        Command::Train { data, dry_run, neighbours, holdout_days, recent_days } => {
+        Command::Train { data, dry_run, neighbours, holdout_days, recent_days, als } => {
             let mut options = TrainOptions::default();
+            als.apply(&mut options)?;
             options.neighbours.per_item = neighbours;
-            options.holdout_days = holdout_days;
+            options.ranker_split = SplitKind::Time { test_days: holdout_days };
             options.recent_days = recent_days;
             run_training(data, dry_run, options).await
         }
+        Command::Evaluate { split, peers, cutoffs, k_max, report_dir } => evaluate(split, peers, cutoffs, k_max, report_dir),
+        Command::ExportSplit { split, out, top_n } => export(split, out, top_n),
+        Command::Batch { top, key } => batch(usize::from(top), key).await,
     }
+}
+
+fn read_data(data: &std::path::Path) -> anyhow::Result<(Vec<shoprec::ingest::Interaction>, shoprec::ingest::CleaningReport)> {
+    let started = Instant::now();
+    let (interactions, cleaning) = read_interactions(data).with_context(|| format!("reading {}", data.display()))?;
+    eprintln!("  {:<22} {:>7.2} s  {cleaning}", "read and clean", started.elapsed().as_secs_f64());
+    Ok((interactions, cleaning))
+}
+
+fn evaluate(
+    split: SplitArgs,
+    peers: Vec<(String, PathBuf)>,
+    cutoffs: Vec<usize>,
+    k_max: usize,
+    report_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(cutoffs.iter().all(|&k| k >= 1), "--cutoffs must be positive numbers, such as 10,20");
+    let (interactions, cleaning) = read_data(&split.data)?;
+    let options = EvaluationOptions { split: split.kind()?, cutoffs, k_max: k_max.max(1), train: split.train_options()?, peers };
+    let mut progress = TerminalProgress { spinner: None };
+    let report = run_evaluation(&interactions, &cleaning, &options, &mut progress)?;
+
+    println!();
+    print!("{}", report.to_markdown());
+    if let Some(directory) = report_dir {
+        std::fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
+        let json_path = directory.join(format!("quality-{}.json", report.split));
+        let markdown_path = directory.join(format!("quality-{}.md", report.split));
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", json_path.display()))?;
+        std::fs::write(&markdown_path, report.to_markdown()).with_context(|| format!("writing {}", markdown_path.display()))?;
+        println!("report written to {} and {}", json_path.display(), markdown_path.display());
+    }
+    Ok(())
+}
+
+fn export(split: SplitArgs, out: PathBuf, top_n: usize) -> anyhow::Result<()> {
+    let (interactions, _) = read_data(&split.data)?;
+    let exported = export_split(&interactions, split.kind()?, &split.train_options()?, top_n, &out)?;
+    println!(
+        "{}: {} training interactions, {} test users, written to {}",
+        exported.description,
+        exported.train.len(),
+        exported.users.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+async fn batch(top: usize, key: Option<String>) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let sdk_config = load_sdk_config().await;
+    let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
+    let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
+    let active = store.active_model().await?.context("no active model version: run `trainer train` first")?;
+    let bundle = artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true, embeddings: true }).await?;
+    let key = key.unwrap_or_else(|| default_batch_key(bundle.model_version(), chrono::Utc::now()));
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} users {elapsed}").expect("static template"));
+    let update = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report = write_batch_recommendations(&store, &artifacts, &bundle, CandidateLimits::default(), top, &key, &update).await?;
+    bar.finish_and_clear();
+    println!(
+        "{} users of model version {} ({} from the popular fallback), {} bytes written to s3://{}/{}",
+        report.users, report.model_version, report.fallbacks, report.bytes, report.bucket, report.key
+    );
+    Ok(())
 }
 
 async fn setup(template: PathBuf) -> anyhow::Result<()> {
@@ -142,9 +357,10 @@ async fn run_training(data: PathBuf, dry_run: bool, options: TrainOptions) -> an
     println!("  users               {}", trained.data.users);
     println!("  items               {}", trained.data.items);
     println!(
-        "  NDCG@10 held out    ranker {:.4}, neighbours {:.4}, popularity {:.4}",
+        "  NDCG@10 held out    ranker {:.4}, neighbours {:.4}, embeddings {:.4}, popularity {:.4}",
         validation["ranker"]["ndcg"].as_f64().unwrap_or_default(),
         validation["neighbours"]["ndcg"].as_f64().unwrap_or_default(),
+        validation["embeddings"]["ndcg"].as_f64().unwrap_or_default(),
         validation["popularity"]["ndcg"].as_f64().unwrap_or_default()
     );
     println!("  time per step");

@@ -1,13 +1,14 @@
-//! Export of the logistic ranker as an ONNX graph that ONNX Runtime runs.
+//! Export of the ranking network as an ONNX graph that ONNX Runtime runs.
 
 use onnx_protobuf::{
     tensor_proto::DataType, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto, GraphProto, Message, ModelProto,
     NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use super::ranker::LogisticModel;
+use super::ranker::MlpModel;
 use crate::error::{Error, Result};
-use crate::recommend::FEATURE_COUNT;
+use crate::model::{files, RankerContract};
+use crate::recommend::{FEATURE_COUNT, FEATURE_NAMES};
 
 /// Name of the graph's input tensor.
 pub const INPUT_NAME: &str = "features";
@@ -62,25 +63,44 @@ fn node(op_type: &str, inputs: &[&str], output: &str) -> NodeProto {
     }
 }
 
-/// Serialises the model as ONNX: `sigmoid(((features - mean) / scale) · weights + bias)`.
+/// Returns the ranker contract of models this module exports, with the training report.
+pub fn contract(training: serde_json::Value) -> RankerContract {
+    RankerContract {
+        file: files::RANKER.to_string(),
+        input: INPUT_NAME.to_string(),
+        output: OUTPUT_NAME.to_string(),
+        features: FEATURE_NAMES.iter().map(|name| name.to_string()).collect(),
+        opset: OPSET,
+        training,
+    }
+}
+
+/// Serialises the network as ONNX:
+/// `sigmoid(relu(((features - mean) / scale) · w1 + b1) · w2 + b2)`.
 ///
 /// Input `features` is float32 `[N, FEATURE_COUNT]`; output `score` is float32 `[N, 1]`.
-pub fn export_logistic(model: &LogisticModel, model_version: &str) -> Result<Vec<u8>> {
+pub fn export_mlp(model: &MlpModel, model_version: &str) -> Result<Vec<u8>> {
     let features = FEATURE_COUNT as i64;
+    let hidden = model.hidden as i64;
     let graph = GraphProto {
         name: "shoprec_ranker".to_string(),
         node: vec![
             node("Sub", &[INPUT_NAME, "mean"], "centred"),
             node("Div", &["centred", "scale"], "standardised"),
-            node("MatMul", &["standardised", "weights"], "logit_without_bias"),
-            node("Add", &["logit_without_bias", "bias"], "logit"),
+            node("MatMul", &["standardised", "w1"], "hidden_without_bias"),
+            node("Add", &["hidden_without_bias", "b1"], "hidden_linear"),
+            node("Relu", &["hidden_linear"], "hidden"),
+            node("MatMul", &["hidden", "w2"], "logit_without_bias"),
+            node("Add", &["logit_without_bias", "b2"], "logit"),
             node("Sigmoid", &["logit"], OUTPUT_NAME),
         ],
         initializer: vec![
             float_tensor("mean", &[features], &model.mean),
             float_tensor("scale", &[features], &model.scale),
-            float_tensor("weights", &[features, 1], &model.weights),
-            float_tensor("bias", &[1], &[model.bias]),
+            float_tensor("w1", &[features, hidden], &model.w1),
+            float_tensor("b1", &[hidden], &model.b1),
+            float_tensor("w2", &[hidden, 1], &model.w2),
+            float_tensor("b2", &[1], &[model.b2]),
         ],
         input: vec![float_value_info(INPUT_NAME, [dim_param("candidates"), dim_value(features)])],
         output: vec![float_value_info(OUTPUT_NAME, [dim_param("candidates"), dim_value(1)])],
@@ -92,7 +112,7 @@ pub fn export_logistic(model: &LogisticModel, model_version: &str) -> Result<Vec
         producer_name: "shoprec-trainer".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         model_version: 1,
-        doc_string: format!("Logistic ranker of shoprec model version {model_version}"),
+        doc_string: format!("Ranking network of shoprec model version {model_version}"),
         graph: Some(graph).into(),
         ..Default::default()
     };

@@ -144,6 +144,7 @@ pub fn clean_report(rows: usize) -> CleaningReport {
         rows_kept: rows as u64,
         dropped: Default::default(),
         descriptions_trimmed: 0,
+        guest_listings: Vec::new(),
     }
 }
 
