@@ -54,5 +54,8 @@ cargo build --release --locked -p trainer
 "$CARGO_TARGET_DIR/release/trainer" setup --template template.yaml
 "$CARGO_TARGET_DIR/release/trainer" train --data "$SHOPREC_DATA"
 
+log "batch recommendations of every known user to the S3 emulator"
+"$CARGO_TARGET_DIR/release/trainer" batch --top 10 --key batch/ci/recommendations.jsonl
+
 log "sam build and sam local invoke"
 bash scripts/test-sam-local.sh

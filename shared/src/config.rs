@@ -64,6 +64,21 @@ pub async fn load_sdk_config() -> SdkConfig {
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build();
+    load_with_timeouts(timeouts).await
+}
+
+/// Loads the SDK configuration for offline jobs such as publishing and batch
+/// recommendations, whose large reads and writes may take longer than a request may.
+pub async fn load_job_sdk_config() -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    load_with_timeouts(timeouts).await
+}
+
+async fn load_with_timeouts(timeouts: TimeoutConfig) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(3))

@@ -32,6 +32,10 @@ const BATCH_WRITE_LIMIT: usize = 25;
 /// BatchWriteItem calls in flight at once while publishing.
 const BATCH_WRITE_CONCURRENCY: usize = 8;
 
+/// Profiles per Query page when listing them all, which keeps each page far
+/// below DynamoDB's 1 MB page limit and quick to return.
+const PROFILES_PER_PAGE: i32 = 100;
+
 /// Attempts for a batch whose items DynamoDB leaves unprocessed.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
 
@@ -267,6 +271,7 @@ impl DynamoStore {
             .key_condition_expression("#version = :version")
             .expression_attribute_names("#version", keys::MODEL_VERSION)
             .expression_attribute_values(":version", AttributeValue::S(model_version.into()))
+            .limit(PROFILES_PER_PAGE)
             .into_paginator()
             .send();
         let mut profiles = Vec::new();

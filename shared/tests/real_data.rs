@@ -138,6 +138,25 @@ async fn real_data_end_to_end() {
         "none of {top_three:?} is among the ten nearest neighbours {top_neighbours:?}"
     );
 
+    // An item that only guest checkouts bought has neighbours by title, and a
+    // visitor who views it gets candidates from them.
+    let new_item = trained.items.catalogue.iter().find(|item| item.buyers == 0 && trained.items.neighbours.contains_key(&item.item_id)).unwrap();
+    let response = handle(&similarity, get(&format!("/items/{}/similar", new_item.item_id), "limit=5")).await;
+    assert_eq!(response.status(), 200);
+    let similar = body(&response);
+    let kinds: Vec<&str> = similar["neighbours"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert!(!kinds.is_empty(), "{} has no neighbours", new_item.item_id);
+    assert!(kinds.iter().all(|kind| *kind == "title"), "{kinds:?}");
+
+    let new_item_visitor = "visitor-viewed-new-item";
+    let view = shoprec::preferences::StoredEvent { user_id: new_item_visitor.into(), item_id: new_item.item_id.clone(), ..view };
+    assert!(stack.store.put_event(&view).await.unwrap());
+    let response = handle(&inference, get(&format!("/users/{new_item_visitor}/recommendations"), "limit=10")).await;
+    assert_eq!(response.status(), 200);
+    let sources: Vec<String> =
+        body(&response)["recommendations"].as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap().to_string()).collect();
+    assert!(sources.iter().any(|source| source == "title_neighbours"), "{sources:?}");
+
     let preferences = stack.app(Function::Preferences, Duration::from_secs(60));
     let response = handle(&preferences, get("/users/17850/preferences", "")).await;
     assert_eq!(response.status(), 200);

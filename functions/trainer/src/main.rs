@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shoprec::artifacts::ArtifactStore;
 use shoprec::artifacts::BundleParts;
 use shoprec::batch::{default_batch_key, write_batch_recommendations};
-use shoprec::config::{dynamodb_client, load_sdk_config, s3_client, Config};
+use shoprec::config::{dynamodb_client, load_job_sdk_config, s3_client, Config};
 use shoprec::ingest::read_interactions;
 use shoprec::publish::publish;
 use shoprec::recommend::CandidateLimits;
@@ -280,7 +280,7 @@ fn export(split: SplitArgs, out: PathBuf, top_n: usize) -> anyhow::Result<()> {
 
 async fn batch(top: usize, key: Option<String>) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let sdk_config = load_sdk_config().await;
+    let sdk_config = load_job_sdk_config().await;
     let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
     let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
     let active = store.active_model().await?.context("no active model version: run `trainer train` first")?;
@@ -304,7 +304,7 @@ async fn batch(top: usize, key: Option<String>) -> anyhow::Result<()> {
 
 async fn setup(template: PathBuf) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let sdk_config = load_sdk_config().await;
+    let sdk_config = load_job_sdk_config().await;
     let created = create_tables(&dynamodb_client(&sdk_config), &template, &config.tables).await?;
     let bucket_created = create_bucket(&s3_client(&sdk_config), &config.artifact_bucket).await?;
     eprintln!(
@@ -339,7 +339,7 @@ async fn run_training(data: PathBuf, dry_run: bool, options: TrainOptions) -> an
         None
     } else {
         let config = Config::from_env()?;
-        let sdk_config = load_sdk_config().await;
+        let sdk_config = load_job_sdk_config().await;
         let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
         let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
         Some(publish(&trained, &options, &store, &artifacts, &mut progress).await?)
