@@ -102,6 +102,9 @@ pub struct RankerContract {
     pub input: String,
     pub output: String,
     pub features: Vec<String>,
+    /// What each feature measures, in the order of `features`.
+    #[serde(default)]
+    pub descriptions: Vec<String>,
     pub opset: i64,
     /// Training settings and held-out scores of the model.
     pub training: serde_json::Value,

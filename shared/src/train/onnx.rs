@@ -8,7 +8,7 @@ use onnx_protobuf::{
 use super::ranker::MlpModel;
 use crate::error::{Error, Result};
 use crate::model::{files, RankerContract};
-use crate::recommend::{FEATURE_COUNT, FEATURE_NAMES};
+use crate::recommend::{FEATURES, FEATURE_COUNT, FEATURE_NAMES};
 
 /// Name of the graph's input tensor.
 pub const INPUT_NAME: &str = "features";
@@ -70,6 +70,7 @@ pub fn contract(training: serde_json::Value) -> RankerContract {
         input: INPUT_NAME.to_string(),
         output: OUTPUT_NAME.to_string(),
         features: FEATURE_NAMES.iter().map(|name| name.to_string()).collect(),
+        descriptions: FEATURES.iter().map(|(_, description)| description.to_string()).collect(),
         opset: OPSET,
         training,
     }
