@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::recommend::UserHistory;
 
 /// Conjugate gradient steps of the request-time fold-in, which starts from zero.
-/// In exact arithmetic `factors` steps solve the system. NOTE: 20 is a chosen
-/// cost bound for 64 factors, and the error it leaves was not measured.
+/// In exact arithmetic `factors` steps solve the system. On a random sparse shop
+/// with 64 factors, 20 steps give scores within 1e-6 of a 500-step solve (see the
+/// fold-in test in `train::als`). NOTE: this was not measured on real data.
 const FOLD_IN_STEPS: usize = 20;
 
 /// Settings that the factorisation was trained with and that fold-in repeats.

@@ -185,3 +185,55 @@ mod tests {
         assert!((fast - brute).abs() < 1e-3 * brute.abs().max(1.0), "fast {fast} brute {brute}");
     }
 }
+
+#[cfg(test)]
+mod fold_in_tests {
+    use super::*;
+    use crate::embeddings::ItemEmbeddings;
+    use crate::recommend::UserHistory;
+
+    #[test]
+    fn fold_in_matches_exact_solve() {
+        // A sparse random shop: 300 users, 200 items, 64 factors as in production.
+        let mut rng = StdRng::seed_from_u64(3);
+        let user_items: UserItems = (0..300)
+            .map(|_| {
+                let mut row: Vec<(u32, f32)> =
+                    (0..200u32).filter(|_| rng.random::<f32>() < 0.08).map(|item| (item, 1.0 + (item % 3) as f32)).collect();
+                row.dedup_by_key(|(item, _)| *item);
+                row
+            })
+            .collect();
+        let options = AlsOptions::default();
+        let model = fit_als(&user_items, 200, &options);
+        let item_ids: Vec<String> = (0..200).map(|item| format!("I{item}")).collect();
+        let embeddings = ItemEmbeddings::new(item_ids, model.items.clone(), options.settings).unwrap();
+
+        let factors = options.settings.factors;
+        let mut worst = 0f32;
+        for row in user_items.iter().take(20) {
+            let mut history = UserHistory::default();
+            for &(item, strength) in row {
+                history.purchased.insert(format!("I{item}"), strength);
+            }
+            let folded = embeddings.fold_in(&history).unwrap();
+            let exact = solve_exactly(row, &model.items, factors, &options);
+            let folded_scores = embeddings.scores(&folded);
+            let exact_scores = embeddings.scores(&exact);
+            for (a, b) in folded_scores.iter().zip(&exact_scores) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        assert!(worst < 1e-3, "fold-in scores differ from the exact solve by up to {worst}");
+    }
+
+    /// Solves the user's system with many conjugate gradient steps.
+    fn solve_exactly(row: &[(u32, f32)], items: &[f32], factors: usize, options: &AlsOptions) -> Vec<f32> {
+        let gramian = gramian(items, factors, options.settings.regularization);
+        let observed: Vec<(usize, f32)> =
+            row.iter().map(|&(item, strength)| (item as usize, 1.0 + options.settings.alpha * strength)).collect();
+        let mut x = vec![0.0; factors];
+        solve_user(&gramian, |item| &items[item * factors..(item + 1) * factors], &observed, &mut x, 500);
+        x
+    }
+}
