@@ -15,7 +15,11 @@ def show_problem(answer):
 def show_similar(answer):
     print(f"  Items similar to {answer['item_id']} \"{answer['title']}\" (model {answer['model_version']}):")
     for rank, neighbour in enumerate(answer["neighbours"], start=1):
-        print(f"  {rank:>3}. {neighbour['title']:<42} score {neighbour['score']:.3f}, bought together by {neighbour['support']} customers")
+        if neighbour.get("kind") == "title":
+            reason = "similar title (nobody has bought this item yet)"
+        else:
+            reason = f"bought together by {neighbour['support']} customers"
+        print(f"  {rank:>3}. {neighbour['title']:<42} score {neighbour['score']:.3f}, {reason}")
 
 
 def show_popular(answer):

@@ -140,7 +140,8 @@ async fn real_data_end_to_end() {
 
     // An item that only guest checkouts bought has neighbours by title, and a
     // visitor who views it gets candidates from them.
-    let new_item = trained.items.catalogue.iter().find(|item| item.buyers == 0 && trained.items.neighbours.contains_key(&item.item_id)).unwrap();
+    let new_item =
+        trained.items.catalogue.iter().find(|item| item.buyers == 0 && trained.items.neighbours.contains_key(&item.item_id)).unwrap();
     let response = handle(&similarity, get(&format!("/items/{}/similar", new_item.item_id), "limit=5")).await;
     assert_eq!(response.status(), 200);
     let similar = body(&response);
