@@ -263,25 +263,7 @@ impl DynamoStore {
 
     /// Reads every trained profile of a model version, page by page.
     pub async fn list_profiles(&self, model_version: &str) -> Result<Vec<TrainedProfile>> {
-        let table = &self.tables.profiles;
-        let mut pages = self
-            .client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#version = :version")
-            .expression_attribute_names("#version", keys::MODEL_VERSION)
-            .expression_attribute_values(":version", AttributeValue::S(model_version.into()))
-            .limit(PROFILES_PER_PAGE)
-            .into_paginator()
-            .send();
-        let mut profiles = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| dynamo_error("Query", table, error))?;
-            for item in page.items.unwrap_or_default() {
-                profiles.push(serde_dynamo::from_item(item).map_err(|error| conversion_error("Query", table, error))?);
-            }
-        }
-        Ok(profiles)
+        self.query_partition(&self.tables.profiles, keys::MODEL_VERSION, model_version, Some(PROFILES_PER_PAGE)).await
     }
 
     /// Stores an event unless one with the same user and event id exists.
@@ -313,23 +295,35 @@ impl DynamoStore {
     /// request reads all of a user's events, so a user with years of events
     /// makes each recommendation slower.
     pub async fn list_events(&self, user_id: &str) -> Result<Vec<StoredEvent>> {
-        let table = &self.tables.events;
+        self.query_partition(&self.tables.events, keys::USER_ID, user_id, None).await
+    }
+
+    /// Reads every record of one partition, following the pages, with at most
+    /// `page_size` records per page when given.
+    async fn query_partition<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key_name: &str,
+        key_value: &str,
+        page_size: Option<i32>,
+    ) -> Result<Vec<T>> {
         let mut pages = self
             .client
             .query()
             .table_name(table)
-            .key_condition_expression("#user = :user")
-            .expression_attribute_names("#user", keys::USER_ID)
-            .expression_attribute_values(":user", AttributeValue::S(user_id.into()))
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", key_name)
+            .expression_attribute_values(":value", AttributeValue::S(key_value.into()))
+            .set_limit(page_size)
             .into_paginator()
             .send();
-        let mut events = Vec::new();
+        let mut records = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| dynamo_error("Query", table, error))?;
             for item in page.items.unwrap_or_default() {
-                events.push(serde_dynamo::from_item(item).map_err(|error| conversion_error("Query", table, error))?);
+                records.push(serde_dynamo::from_item(item).map_err(|error| conversion_error("Query", table, error))?);
             }
         }
-        Ok(events)
+        Ok(records)
     }
 }
