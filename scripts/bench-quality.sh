@@ -14,13 +14,15 @@ set -euo pipefail
 
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-cd "$SHOPREC_ROOT"
 
 data="${1:-${SHOPREC_DATA:-}}"
 if [[ -z "$data" ]]; then
-    data="$(bash scripts/fetch-data.sh)"
+    data="$(bash "$SHOPREC_ROOT/scripts/fetch-data.sh")"
 fi
 [[ -f "$data" ]] || { echo "bench-quality: data file $data not found: pass the Online Retail CSV path" >&2; exit 2; }
+# The script works from the repository root, so a relative path must be resolved first.
+data="$(realpath "$data")"
+cd "$SHOPREC_ROOT"
 
 bash scripts/install-tools.sh
 # shellcheck source=scripts/env.sh
@@ -67,8 +69,9 @@ k = report["methods"][0]["metrics"][0]["k"]
 pipeline = ndcg["ranked pipeline"]
 for name in ("implicit ALS", "item neighbours"):
     verdict = "beats" if pipeline > ndcg[name] else "does NOT beat"
-    print(f"- The ranked pipeline {verdict} {name} on the time split: NDCG@{k} {pipeline:.4f} against {ndcg[name]:.4f} ({pipeline / ndcg[name]:.2f} times).")
-print(f"- Training every part on the full data set takes {float(sys.argv[2]):.1f} s (trainer train --dry-run), against a limit of 60 s.")
+    ratio = f" ({pipeline / ndcg[name]:.2f} times)" if ndcg[name] > 0 else ""
+    print(f"- The ranked pipeline {verdict} {name} on the time split: NDCG@{k} {pipeline:.4f} against {ndcg[name]:.4f}{ratio}.")
+print(f"- Training every part on the full data set takes {float(sys.argv[2]):.1f} s (trainer train --dry-run); the target is under a minute.")
 PY
 )"
 

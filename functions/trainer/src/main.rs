@@ -62,14 +62,14 @@ enum Command {
         split: SplitArgs,
         /// Lists of another library as NAME=FILE.jsonl, one {"user_id", "item_ids"} object per line; repeatable.
         /// A FILE.json beside it with "fit_seconds" adds its training time.
-        #[arg(long = "peer", value_parser = parse_peer)]
+        #[arg(long = "peer", value_name = "NAME=FILE.jsonl", value_parser = parse_peer)]
         peers: Vec<(String, PathBuf)>,
-        /// Cut-offs of the metrics table.
-        #[arg(long, value_delimiter = ',', default_value = "10,20")]
-        cutoffs: Vec<usize>,
-        /// NDCG is reported for every k from 1 to this.
-        #[arg(long, default_value_t = 20)]
-        k_max: usize,
+        /// Cut-offs of the metrics table, each 1 to 100.
+        #[arg(long, value_delimiter = ',', default_value = "10,20", value_parser = clap::value_parser!(u16).range(1..=100))]
+        cutoffs: Vec<u16>,
+        /// NDCG is reported for every k from 1 to this (1 to 100), and at least up to the largest cut-off.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        k_max: u16,
         /// Folder for quality-<split>.json and quality-<split>.md.
         #[arg(long)]
         report_dir: Option<PathBuf>,
@@ -81,17 +81,17 @@ enum Command {
         /// Folder for train.csv, test_users.csv and params.json.
         #[arg(long)]
         out: PathBuf,
-        /// Length of the lists the other library should write.
-        #[arg(long, default_value_t = 20)]
-        top_n: usize,
+        /// Length of the lists the other library should write, 1 to 100.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        top_n: u16,
     },
     /// Write the top recommendations of every known user of the active model version to S3 as JSON Lines.
     Batch {
-        /// Recommendations per user.
+        /// Recommendations per user, 1 to 100.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
         top: u16,
-        /// S3 key in the artifact bucket; default batch/<model version>/recommendations-<time>.jsonl.
-        #[arg(long)]
+        /// S3 key in the artifact bucket, outside models/; default batch/<model version>/recommendations-<time>.jsonl.
+        #[arg(long, value_parser = parse_batch_key)]
         key: Option<String>,
     },
 }
@@ -105,8 +105,9 @@ struct SplitArgs {
     /// time: train before a cut date and test on the following days; random: hold out a share of each user's items.
     #[arg(long, value_enum, default_value_t = SplitChoice::Time)]
     split: SplitChoice,
-    /// Days after the cut that the time split tests on.
-    #[arg(long, default_value_t = 28)]
+    /// Days after the cut that the time split tests on (1 to 3650). The data must span more than
+    /// this plus the ranker's own 28-day window.
+    #[arg(long, default_value_t = 28, value_parser = clap::value_parser!(u32).range(1..=3650))]
     test_days: u32,
     /// Share of each user's distinct items that the random split holds out.
     #[arg(long, default_value_t = 0.2)]
@@ -183,6 +184,22 @@ impl SplitArgs {
     }
 }
 
+fn parse_batch_key(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 1024 {
+        return Err(format!("invalid key of {} bytes: an S3 key has 1 to 1024 bytes", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("invalid key {value:?}: it contains a control character"));
+    }
+    if value.starts_with('/') || value.split('/').any(|part| part == "." || part == "..") {
+        return Err(format!("invalid key {value:?}: write a relative key without . or .. parts, such as batch/daily.jsonl"));
+    }
+    if value.starts_with(&format!("{}/", shoprec::model::ARTIFACT_PREFIX)) {
+        return Err(format!("invalid key {value:?}: models/ holds the model artifacts; write the batch output elsewhere"));
+    }
+    Ok(value.to_string())
+}
+
 fn parse_peer(value: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = value.split_once('=').ok_or_else(|| format!("invalid peer {value:?}: write it as NAME=FILE.jsonl"))?;
     if name.trim().is_empty() || path.trim().is_empty() {
@@ -226,8 +243,11 @@ async fn main() -> anyhow::Result<()> {
             options.recent_days = recent_days;
             run_training(data, dry_run, options).await
         }
-        Command::Evaluate { split, peers, cutoffs, k_max, report_dir } => evaluate(split, peers, cutoffs, k_max, report_dir),
-        Command::ExportSplit { split, out, top_n } => export(split, out, top_n),
+        Command::Evaluate { split, peers, cutoffs, k_max, report_dir } => {
+            let cutoffs = cutoffs.into_iter().map(usize::from).collect();
+            evaluate(split, peers, cutoffs, usize::from(k_max), report_dir)
+        }
+        Command::ExportSplit { split, out, top_n } => export(split, out, usize::from(top_n)),
         Command::Batch { top, key } => batch(usize::from(top), key).await,
     }
 }
@@ -246,16 +266,22 @@ fn evaluate(
     k_max: usize,
     report_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(cutoffs.iter().all(|&k| k >= 1), "--cutoffs must be positive numbers, such as 10,20");
+    let mut cutoffs = cutoffs;
+    cutoffs.sort_unstable();
+    cutoffs.dedup();
+    let kind = split.kind()?;
+    let train = split.train_options()?;
+    if let Some(directory) = &report_dir {
+        std::fs::create_dir_all(directory).with_context(|| format!("creating the report folder {}", directory.display()))?;
+    }
     let (interactions, cleaning) = read_data(&split.data)?;
-    let options = EvaluationOptions { split: split.kind()?, cutoffs, k_max: k_max.max(1), train: split.train_options()?, peers };
+    let options = EvaluationOptions { split: kind, cutoffs, k_max, train, peers };
     let mut progress = TerminalProgress { spinner: None };
     let report = run_evaluation(&interactions, &cleaning, &options, &mut progress)?;
 
     println!();
     print!("{}", report.to_markdown());
     if let Some(directory) = report_dir {
-        std::fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
         let json_path = directory.join(format!("quality-{}.json", report.split));
         let markdown_path = directory.join(format!("quality-{}.md", report.split));
         std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", json_path.display()))?;
@@ -266,10 +292,12 @@ fn evaluate(
 }
 
 fn export(split: SplitArgs, out: PathBuf, top_n: usize) -> anyhow::Result<()> {
+    let kind = split.kind()?;
+    let options = split.train_options()?;
     let (interactions, _) = read_data(&split.data)?;
-    let exported = export_split(&interactions, split.kind()?, &split.train_options()?, top_n, &out)?;
+    let exported = export_split(&interactions, kind, &options, top_n, &out)?;
     println!(
-        "{}: {} training interactions, {} test users, written to {}",
+        "{}: {} training rows, {} test users, written to {}",
         exported.description,
         exported.train.len(),
         exported.users.len(),

@@ -3,7 +3,7 @@
 //! baselines and lists produced by other libraries.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, Write as _};
+use std::io::BufRead;
 use std::path::Path;
 use std::time::Instant;
 
@@ -137,6 +137,13 @@ impl ExternalLists {
             }
             let parsed: ExternalLine =
                 serde_json::from_str(&line).map_err(|error| invalid(format!("line {} is not a list line: {error}", number + 1)))?;
+            let mut seen = FxHashSet::default();
+            if let Some(repeated) = parsed.item_ids.iter().find(|item_id| !seen.insert(item_id.as_str())) {
+                return Err(invalid(format!("line {}: user {} lists item {repeated} twice", number + 1, parsed.user_id)));
+            }
+            if lists.contains_key(&parsed.user_id) {
+                return Err(invalid(format!("line {}: user {} has a list already", number + 1, parsed.user_id)));
+            }
             lists.insert(parsed.user_id, parsed.item_ids);
         }
         Ok(ExternalLists { lists })
@@ -261,6 +268,60 @@ impl<'a> Method<'a> {
     }
 }
 
+/// Names of the methods that every evaluation measures.
+const BUILT_IN_METHODS: [&str; 4] = ["popularity", "item neighbours", "embeddings (ALS)", "ranked pipeline"];
+
+/// Makes the split and rejects one that leaves nothing to test, saying why.
+pub fn checked_split(interactions: &[Interaction], kind: SplitKind) -> Result<Split> {
+    if interactions.is_empty() {
+        return Err(Error::Evaluation("no interactions left after cleaning: check the input file".into()));
+    }
+    if let SplitKind::Time { test_days } = kind {
+        let first = interactions.iter().map(|row| row.timestamp).min().unwrap_or(0);
+        let last = interactions.iter().map(|row| row.timestamp).max().unwrap_or(0);
+        let span_days = (last - first) / 86_400;
+        if i64::from(test_days) >= span_days {
+            return Err(Error::Evaluation(format!(
+                "--test-days {test_days} is not shorter than the data's span of {span_days} days: choose fewer test days"
+            )));
+        }
+    }
+    let split = split(interactions, kind);
+    if split.users.is_empty() {
+        let reason = match kind {
+            SplitKind::Time { .. } => "no user who bought before the cut bought a new item after it",
+            SplitKind::Random { .. } => "no user has two or more distinct items",
+        };
+        return Err(Error::Evaluation(format!("{} left no test user: {reason}", split.description)));
+    }
+    Ok(split)
+}
+
+/// Reads the peers' lists and checks that they name other methods and cover the test users.
+fn read_peers(peers: &[(String, std::path::PathBuf)], users: &[SplitUser]) -> Result<Vec<(String, std::path::PathBuf, ExternalLists)>> {
+    let mut read = Vec::new();
+    for (name, path) in peers {
+        if BUILT_IN_METHODS.contains(&name.as_str()) || read.iter().any(|(other, _, _): &(String, _, _)| other == name) {
+            return Err(Error::Evaluation(format!("peer name {name:?} is taken: give each peer its own name")));
+        }
+        let lists = ExternalLists::read(path)?;
+        let covered = users.iter().filter(|user| lists.lists.contains_key(&user.user_id)).count();
+        if covered == 0 {
+            let example = users.first().map_or("", |user| user.user_id.as_str());
+            return Err(Error::Evaluation(format!(
+                "{} has no list for any of the {} test users: check that its user ids match the data's, such as {example}",
+                path.display(),
+                users.len()
+            )));
+        }
+        if covered < users.len() {
+            tracing::warn!(peer = %name, covered, test_users = users.len(), "the peer has no list for some test users, who count as misses");
+        }
+        read.push((name.clone(), path.clone(), lists));
+    }
+    Ok(read)
+}
+
 /// Reads the `fit_seconds` of a peer's timing file beside its list file, if any.
 fn peer_training_seconds(lists: &Path) -> Option<f64> {
     let timing = lists.with_extension("json");
@@ -277,10 +338,8 @@ pub fn run_evaluation(
     options: &EvaluationOptions,
     progress: &mut dyn Progress,
 ) -> Result<EvaluationReport> {
-    let split = split(interactions, options.split);
-    if split.users.is_empty() {
-        return Err(Error::Evaluation(format!("{} left no test user: choose a longer test window or another split", split.description)));
-    }
+    let split = checked_split(interactions, options.split)?;
+    let peers = read_peers(&options.peers, &split.users)?;
     let started = Instant::now();
     let trained = train(&split.train, cleaning, &options.train, progress)?;
     let pipeline_seconds = started.elapsed().as_secs_f64();
@@ -308,10 +367,9 @@ pub fn run_evaluation(
             "served path: all candidates, ONNX ranker in ONNX Runtime",
         ),
     ];
-    for (name, path) in &options.peers {
-        let lists = ExternalLists::read(path)?;
+    for (name, path, lists) in peers {
         let note = format!("lists read from {}", path.display());
-        methods.push(Method::new(name, Box::new(lists), peer_training_seconds(path), &note));
+        methods.push(Method::new(&name, Box::new(lists), peer_training_seconds(&path), &note));
     }
 
     let mut reports = Vec::new();
@@ -396,34 +454,39 @@ pub fn export_split(
     top_n: usize,
     directory: &Path,
 ) -> Result<Split> {
-    let split = split(interactions, kind);
-    let io_error =
-        |file: &str, error: std::io::Error| Error::Evaluation(format!("cannot write {}: {error}", directory.join(file).display()));
-    std::fs::create_dir_all(directory).map_err(|error| io_error("", error))?;
+    let split = checked_split(interactions, kind)?;
+    let write_error =
+        |file: &str, error: &dyn std::fmt::Display| Error::Evaluation(format!("cannot write {}: {error}", directory.join(file).display()));
+    std::fs::create_dir_all(directory).map_err(|error| write_error("", &error))?;
 
     let histories = user_histories(split.train.iter());
     let mut user_ids: Vec<&String> = histories.keys().collect();
     user_ids.sort_unstable();
-    let mut train_csv = std::io::BufWriter::new(std::fs::File::create(directory.join("train.csv")).map_err(|e| io_error("train.csv", e))?);
-    let mut write_train = || -> std::io::Result<()> {
-        writeln!(train_csv, "user_id,item_id,value")?;
+    let mut train_csv = csv::Writer::from_path(directory.join("train.csv")).map_err(|error| write_error("train.csv", &error))?;
+    let mut write_train = || -> csv::Result<()> {
+        train_csv.write_record(["user_id", "item_id", "value"])?;
         for user_id in &user_ids {
             let mut items: Vec<(&String, &f32)> = histories[*user_id].purchased.iter().collect();
             items.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (item_id, orders) in items {
-                writeln!(train_csv, "{user_id},{item_id},{orders}")?;
+                train_csv.write_record([user_id.as_str(), item_id.as_str(), &orders.to_string()])?;
             }
         }
-        train_csv.flush()
+        train_csv.flush()?;
+        Ok(())
     };
-    write_train().map_err(|error| io_error("train.csv", error))?;
+    write_train().map_err(|error| write_error("train.csv", &error))?;
 
-    let mut test_csv = String::from("user_id\n");
-    for user in &split.users {
-        test_csv.push_str(&user.user_id);
-        test_csv.push('\n');
-    }
-    std::fs::write(directory.join("test_users.csv"), test_csv).map_err(|error| io_error("test_users.csv", error))?;
+    let mut test_csv = csv::Writer::from_path(directory.join("test_users.csv")).map_err(|error| write_error("test_users.csv", &error))?;
+    let mut write_test = || -> csv::Result<()> {
+        test_csv.write_record(["user_id"])?;
+        for user in &split.users {
+            test_csv.write_record([user.user_id.as_str()])?;
+        }
+        test_csv.flush()?;
+        Ok(())
+    };
+    write_test().map_err(|error| write_error("test_users.csv", &error))?;
 
     let als = options.als;
     let params = PeerParams {
@@ -435,7 +498,7 @@ pub fn export_split(
         top_n,
     };
     let params = serde_json::to_vec_pretty(&params).expect("params serialise");
-    std::fs::write(directory.join("params.json"), params).map_err(|error| io_error("params.json", error))?;
+    std::fs::write(directory.join("params.json"), params).map_err(|error| write_error("params.json", &error))?;
     Ok(split)
 }
 
@@ -498,5 +561,87 @@ mod tests {
         let m = metrics_at(&lists, &users, 2, 10);
         assert!((m.map - 0.5).abs() < 1e-12);
         assert!((m.recall - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let directory = std::env::temp_dir().join(format!("shoprec-evaluate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        directory
+    }
+
+    fn interaction(user: &str, item: &str, day: i64) -> Interaction {
+        Interaction {
+            user_id: user.into(),
+            item_id: item.into(),
+            timestamp: day * 86_400,
+            quantity: 1.0,
+            unit_price: None,
+            title: None,
+            basket_id: None,
+        }
+    }
+
+    #[test]
+    fn external_lists_reject_repeated_item() {
+        let path = temp_dir("repeated").join("peer.jsonl");
+        std::fs::write(&path, "{\"user_id\": \"u1\", \"item_ids\": [\"A\", \"B\", \"A\"]}\n").unwrap();
+        let error = ExternalLists::read(&path).err().unwrap().to_string();
+        assert!(error.contains("line 1") && error.contains("item A twice"), "{error}");
+    }
+
+    #[test]
+    fn external_lists_reject_second_list_for_user() {
+        let path = temp_dir("second").join("peer.jsonl");
+        std::fs::write(&path, "{\"user_id\": \"u1\", \"item_ids\": [\"A\"]}\n{\"user_id\": \"u1\", \"item_ids\": [\"B\"]}\n").unwrap();
+        let error = ExternalLists::read(&path).err().unwrap().to_string();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn peer_without_matching_users_is_rejected() {
+        let path = temp_dir("unmatched").join("peer.jsonl");
+        std::fs::write(&path, "{\"user_id\": \"17850.0\", \"item_ids\": [\"A\"]}\n").unwrap();
+        let users = [SplitUser { user_id: "17850".into(), ..user(&["A"]) }];
+        let error = read_peers(&[("peer".into(), path)], &users).err().unwrap().to_string();
+        assert!(error.contains("17850"), "{error}");
+    }
+
+    #[test]
+    fn peer_with_built_in_name_is_rejected() {
+        let path = temp_dir("name").join("peer.jsonl");
+        std::fs::write(&path, "").unwrap();
+        let error = read_peers(&[("popularity".into(), path)], &[]).err().unwrap().to_string();
+        assert!(error.contains("taken"), "{error}");
+    }
+
+    #[test]
+    fn time_split_longer_than_data_is_rejected() {
+        let rows = [interaction("u1", "A", 0), interaction("u1", "B", 10)];
+        let error = checked_split(&rows, SplitKind::Time { test_days: 28 }).err().unwrap().to_string();
+        assert!(error.contains("--test-days 28") && error.contains("10 days"), "{error}");
+    }
+
+    #[test]
+    fn empty_data_is_rejected() {
+        let error = checked_split(&[], SplitKind::Random { test_share: 0.2, seed: 1 }).err().unwrap().to_string();
+        assert!(error.contains("no interactions"), "{error}");
+    }
+
+    #[test]
+    fn exported_csv_quotes_ids() {
+        let directory = temp_dir("quotes");
+        let rows = [
+            interaction("u,1", "I7,big \"mug\"", 0),
+            interaction("u,1", "B", 1),
+            interaction("u,1", "C", 2),
+            interaction("u2", "B", 1),
+            interaction("u2", "C", 3),
+        ];
+        export_split(&rows, SplitKind::Random { test_share: 0.5, seed: 3 }, &TrainOptions::default(), 5, &directory).unwrap();
+        let mut reader = csv::Reader::from_path(directory.join("train.csv")).unwrap();
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert!(records.iter().all(|record| record.len() == 3));
+        assert!(records.iter().any(|record| &record[0] == "u,1"), "{records:?}");
     }
 }
