@@ -104,7 +104,7 @@ $targets
 
 The ALS settings (64 factors, alpha 2, penalty 0.05, 15 iterations) were
 chosen by the embeddings' NDCG@10 on the ranker's validation users, which
-lie inside the training part, never by the test users. implicit gets the
+lie inside the training part. implicit gets the
 same settings. Its factorisation is faster than this project's: its
 conjugate gradient is compiled Cython with OpenMP, this project's runs
 scalar loops over rayon.
