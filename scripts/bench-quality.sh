@@ -94,9 +94,9 @@ step (items, embeddings, profiles and the ranker); the ALS rows give the
 factorisation alone. implicit's ALS runs with the same factors, regularisation,
 confidence (1 + alpha x orders) and iterations as this project's ALS.
 
-Columns: HR is the share of users with a hit in the top k, MAP is normalised by
-min(relevant, k), coverage is the share of the catalogue recommended to anyone,
-and fallback is the share of users served the popular list.
+Columns: HR is the share of users with a hit in the top k. MAP is normalised
+by min(relevant, k). Coverage is the share of the catalogue recommended to
+anyone, and fallback is the share of users served the popular list.
 
 ## Targets
 

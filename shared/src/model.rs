@@ -48,14 +48,14 @@ pub struct CatalogueItem {
     pub recent_buyers: u32,
 }
 
-/// What a neighbour's score measures.
+/// Measure behind a neighbour's score.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NeighbourKind {
     /// Shrunk cosine similarity of the two items' buyer sets.
     #[default]
     CoPurchase,
-    /// TF-IDF cosine similarity of the titles, for items that nobody bought.
+    /// TF-IDF cosine similarity of the titles, for items without any purchase.
     Title,
 }
 
@@ -63,7 +63,7 @@ pub enum NeighbourKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Neighbour {
     pub item_id: String,
-    /// Similarity in 0..=1, as `kind` says.
+    /// Similarity in 0..=1, of the measure that `kind` names.
     pub score: f32,
     /// Number of users who bought both items; 0 for title neighbours.
     pub support: u32,
@@ -102,7 +102,7 @@ pub struct RankerContract {
     pub input: String,
     pub output: String,
     pub features: Vec<String>,
-    /// What each feature measures, in the order of `features`.
+    /// Description of each feature, in the order of `features`.
     #[serde(default)]
     pub descriptions: Vec<String>,
     pub opset: i64,

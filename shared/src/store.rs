@@ -64,7 +64,7 @@ pub struct NeighbourRecord {
     pub title: String,
     pub score: f32,
     pub support: u32,
-    /// "co_purchase", or "title" for an item that nobody has bought yet.
+    /// "co_purchase", or "title" for an item without any purchase.
     #[serde(default)]
     pub kind: NeighbourKind,
 }
