@@ -38,10 +38,12 @@ pub fn parse_limit(request: &Request) -> Result<usize> {
     let Some(text) = query_parameter(request, "limit")? else {
         return Ok(DEFAULT_LIMIT);
     };
-    match text.trim().parse::<usize>() {
-        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        Ok(_) => Err(Error::invalid("limit", text, format!("must be between 1 and {MAX_LIMIT}"))),
-        Err(_) => Err(Error::invalid("limit", text, format!("must be a whole number between 1 and {MAX_LIMIT}"))),
+    // Digits only: `parse` alone would also take a sign such as "+5".
+    let digits = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    match text.parse::<usize>() {
+        Ok(limit) if digits && (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        Ok(_) if digits => Err(Error::invalid("limit", text, format!("must be between 1 and {MAX_LIMIT}"))),
+        _ => Err(Error::invalid("limit", text, format!("must be a whole number between 1 and {MAX_LIMIT}"))),
     }
 }
 
