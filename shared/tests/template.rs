@@ -82,3 +82,83 @@ fn every_route_has_one_event_file() {
     }
     assert_eq!(event_routes, template_routes());
 }
+
+/// DynamoDB and S3 actions that a function may be granted.
+const ALLOWED_ACTIONS: [&str; 5] = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "s3:GetObject"];
+
+/// Returns every grant in the functions' policies that is wider than the
+/// function's own tables and the artifact prefix, as readable lines.
+fn policy_violations(template: &Value) -> Vec<String> {
+    let resources = template["Resources"].as_mapping().unwrap();
+    let tables: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+        .filter_map(|(logical_id, _)| logical_id.as_str().map(str::to_string))
+        .collect();
+    let mut violations = Vec::new();
+    for (logical_id, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let function = logical_id.as_str().unwrap_or("?");
+        let Some(policies) = resource["Properties"]["Policies"].as_sequence() else { continue };
+        for policy in policies {
+            let Some(statements) = policy["Statement"].as_sequence() else {
+                violations.push(format!("{function}: policy {policy:?} is not an inline statement list"));
+                continue;
+            };
+            for statement in statements {
+                if statement["Effect"].as_str() != Some("Allow") {
+                    continue;
+                }
+                let actions: Vec<&Value> = statement["Action"].as_sequence().map_or_else(|| vec![&statement["Action"]], |list| list.iter().collect());
+                for action in actions {
+                    match action.as_str() {
+                        Some(action) if ALLOWED_ACTIONS.contains(&action) => {}
+                        _ => violations.push(format!("{function}: action {action:?} is not in the allowed list")),
+                    }
+                }
+                let granted: Vec<&Value> =
+                    statement["Resource"].as_sequence().map_or_else(|| vec![&statement["Resource"]], |list| list.iter().collect());
+                for resource in granted {
+                    if !resource_is_own(resource, &tables) {
+                        violations.push(format!("{function}: resource {resource:?} is wider than its tables and the artifact prefix"));
+                    }
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// Returns true for `!GetAtt <table>.Arn`, `!GetAtt <table>.StreamArn` of a table in
+/// the template, and `!Sub "${ArtifactBucket.Arn}/models/*"`.
+fn resource_is_own(resource: &Value, tables: &BTreeSet<String>) -> bool {
+    let Value::Tagged(tagged) = resource else { return false };
+    let text = tagged.value.as_str().unwrap_or("");
+    if tagged.tag == "GetAtt" {
+        let Some((table, attribute)) = text.split_once('.') else { return false };
+        return tables.contains(table) && (attribute == "Arn" || attribute == "StreamArn");
+    }
+    tagged.tag == "Sub" && text == "${ArtifactBucket.Arn}/models/*"
+}
+
+#[test]
+fn policies_grant_only_own_resources() {
+    let violations = policy_violations(&template());
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn policy_check_catches_wildcards() {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let widened = text
+        .replacen("Action: dynamodb:GetItem", "Action: dynamodb:*", 1)
+        .replacen("Resource: !GetAtt EventsTable.Arn", "Resource: \"*\"", 1)
+        .replacen("${ArtifactBucket.Arn}/models/*", "${ArtifactBucket.Arn}/*", 1);
+    assert_ne!(widened, text, "the widening edits no longer match template.yaml");
+    let violations = policy_violations(&serde_norway::from_str(&widened).unwrap());
+    assert!(violations.iter().any(|line| line.contains("dynamodb:*")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("String(\"*\")")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("/*")), "{violations:?}");
+}
