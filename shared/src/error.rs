@@ -141,6 +141,15 @@ impl Error {
         }
     }
 
+    /// Returns the message for logs: the display text without the rejected
+    /// value, because a body field's value may hold anything the client sent.
+    pub fn log_message(&self) -> String {
+        match self {
+            Error::InvalidField { field, reason, .. } => format!("invalid {field}: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Renders the error as an `application/problem+json` response (RFC 9457).
     ///
     /// Dependency failures carry `Retry-After` so clients back off and resend.

@@ -89,6 +89,7 @@ pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
             if status.is_server_error() {
                 tracing::error!(%request_id, %method, %path, status = status.as_u16(), %error, "request failed");
             } else {
+                let error = error.log_message();
                 tracing::info!(%request_id, %method, %path, status = status.as_u16(), %error, "request rejected");
             }
             error.to_response()

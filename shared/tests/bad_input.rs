@@ -1,5 +1,5 @@
 //! Table-driven bad input over every route: each case must get a 4xx
-//! `application/problem+json` answer that names the rejected field and value
+//! `application/problem+json` response that names the rejected field and value
 //! where there is one, never a 5xx, and must leave the events table unchanged.
 //!
 //! The suite prints how many cases it tried, by route.
@@ -20,7 +20,7 @@ use common::{local_stack, publish_synthetic};
 /// User whose events every POST case targets; nothing may be stored for it.
 const USER: &str = "17850";
 
-/// One request and the answer it must get.
+/// One request and the response it must get.
 struct Case {
     name: String,
     function: Function,
@@ -365,4 +365,57 @@ async fn bad_input_gets_problem_and_writes_nothing() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
     assert!(cases.len() >= 200, "only {} cases", cases.len());
     assert!(stored.is_empty(), "rejected requests stored {stored:?}");
+}
+
+/// Collects everything the subscriber writes, for the log test.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_hold_no_bodies_or_credentials() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt().json().with_max_level(tracing::Level::DEBUG).with_writer(move || writer.clone()).init();
+
+    let stack = local_stack("badlogs").await;
+    publish_synthetic(&stack).await;
+    let state = stack.app(Function::Preferences, Duration::from_secs(60));
+
+    // Markers in an unknown field, in a rejected field value and in credentials,
+    // and a stored event whose raw body must not appear either.
+    let stored = valid_event(0).to_string();
+    let mut unknown = valid_event(1);
+    unknown["note"] = json!("BODY-MARKER-1");
+    let mut rejected = valid_event(2);
+    rejected["quantity"] = json!("BODY-MARKER-2");
+    let cases = [
+        Case::post("stored event", stored.clone(), 201, None),
+        Case::post("unknown field", unknown.to_string(), 400, None),
+        Case::post("rejected event", rejected.to_string(), 400, Some("quantity")),
+        Case::post("malformed body", "{\"event_id\": \"BODY-MARKER-3\"", 400, None),
+    ];
+    for case in &cases {
+        let mut request = case.request();
+        request.headers_mut().insert("authorization", "Bearer CREDENTIAL-MARKER".parse().unwrap());
+        request.headers_mut().insert("x-amz-security-token", "CREDENTIAL-MARKER".parse().unwrap());
+        let response = handle(&state, request).await;
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
+    }
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("stored events"), "the subscriber captured nothing: {text}");
+    for marker in ["BODY-MARKER", "CREDENTIAL-MARKER", stored.as_str()] {
+        assert!(!text.contains(marker), "the logs contain {marker}:\n{text}");
+    }
 }
