@@ -111,7 +111,8 @@ fn policy_violations(template: &Value) -> Vec<String> {
                 if statement["Effect"].as_str() != Some("Allow") {
                     continue;
                 }
-                let actions: Vec<&Value> = statement["Action"].as_sequence().map_or_else(|| vec![&statement["Action"]], |list| list.iter().collect());
+                let actions: Vec<&Value> =
+                    statement["Action"].as_sequence().map_or_else(|| vec![&statement["Action"]], |list| list.iter().collect());
                 for action in actions {
                     match action.as_str() {
                         Some(action) if ALLOWED_ACTIONS.contains(&action) => {}
