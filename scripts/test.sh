@@ -49,9 +49,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "Rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
-log "bad-input figures"
-cargo nextest run --locked -p shoprec --test bad_input --no-capture 2>&1 |
-    grep -E '^(bad-input cases|  (GET|POST) |events stored)'
+log "bad-input and fault figures"
+cargo nextest run --locked -p shoprec --test bad_input --test faults --no-capture 2>&1 |
+    grep -E '^(bad-input cases|  (GET|POST) |events stored|faults injected)'
 
 log "publish the real model to the local stack for sam local invoke"
 cargo build --release --locked -p trainer

@@ -1,0 +1,127 @@
+//! Damaged artifacts injected into the S3 emulator: a function keeps serving the
+//! last good model version, or answers 503 with `Retry-After` when it has none,
+//! and never 500.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use lambda_http::Body;
+use serde_json::{json, Value};
+use shoprec::handlers::{handle, AppState, Function};
+use shoprec::model::{artifact_key, files};
+
+use common::{local_stack, publish_synthetic, LocalStack};
+
+/// How an artifact is damaged.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Missing,
+    Truncated,
+    FlippedByte,
+}
+
+async fn damage(stack: &LocalStack, key: &str, how: Damage) {
+    let bucket = stack.artifacts.bucket();
+    match how {
+        Damage::Missing => {
+            stack.s3.delete_object().bucket(bucket).key(key).send().await.unwrap();
+        }
+        Damage::Truncated | Damage::FlippedByte => {
+            let mut bytes = stack.artifacts.get(key).await.unwrap();
+            if matches!(how, Damage::Truncated) {
+                bytes.truncate(bytes.len() / 2);
+            } else {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x20;
+            }
+            stack.s3.put_object().bucket(bucket).key(key).body(ByteStream::from(bytes)).send().await.unwrap();
+        }
+    }
+}
+
+fn get(path: &str) -> lambda_http::Request {
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "limit=3",
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "faults", "routeKey": "$default", "stage": "$default",
+            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
+        },
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// One route per function, each of which needs the model.
+const ROUTES: [(Function, &str); 3] = [
+    (Function::Similarity, "/items/popular"),
+    (Function::Inference, "/users/17850/recommendations"),
+    (Function::Preferences, "/users/17850/preferences"),
+];
+
+async fn call(state: &AppState, path: &str) -> (u16, Option<String>, Value) {
+    let response = handle(state, get(path)).await;
+    let retry_after = response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_string());
+    let body = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    (response.status().as_u16(), retry_after, body)
+}
+
+/// Files that every function loads, and files that only the inference function loads.
+const SHARED_FILES: [&str; 3] = [files::MANIFEST, files::CATALOGUE, files::POPULARITY];
+const INFERENCE_FILES: [&str; 3] = [files::NEIGHBOURS, files::RANKER, files::ITEM_EMBEDDINGS];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_new_version_keeps_last_good() {
+    let stack = local_stack("faults").await;
+    let good = publish_synthetic(&stack).await.model_version;
+    let states: Vec<(Function, &str, AppState)> =
+        ROUTES.iter().map(|(function, path)| (*function, *path, stack.app(*function, Duration::ZERO))).collect();
+    for (_, path, state) in &states {
+        let (status, _, body) = call(state, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    let mut injected = 0;
+    for file in SHARED_FILES.iter().chain(&INFERENCE_FILES) {
+        for how in [Damage::Missing, Damage::Truncated, Damage::FlippedByte] {
+            let broken = publish_synthetic(&stack).await.model_version;
+            damage(&stack, &artifact_key(&broken, file), how).await;
+            injected += 1;
+
+            for (function, path, state) in &states {
+                let (status, _, body) = call(state, path).await;
+                let case = format!("{file} {how:?}, {function:?} {path}");
+                assert_eq!(status, 200, "{case}: {body}");
+                let loads_file = SHARED_FILES.contains(file) || *function == Function::Inference;
+                if loads_file {
+                    assert_eq!(body["model_version"], good.as_str(), "{case}: the damaged version replaced the good one");
+                }
+            }
+        }
+    }
+    println!("faults injected: {injected} damaged artifacts, every request served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_first_version_is_503_with_retry_after() {
+    let stack = local_stack("faultsfirst").await;
+    let broken = publish_synthetic(&stack).await.model_version;
+    damage(&stack, &artifact_key(&broken, files::CATALOGUE), Damage::FlippedByte).await;
+
+    for (function, path) in ROUTES {
+        let state = stack.app(function, Duration::ZERO);
+        let (status, retry_after, body) = call(&state, path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(retry_after.is_some(), "{path} has no Retry-After");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&broken), "{path}: the problem does not name the version: {detail}");
+        assert!(detail.contains(files::CATALOGUE), "{path}: the problem does not name the artifact: {detail}");
+    }
+}
