@@ -1,5 +1,5 @@
 //! Damaged artifacts injected into the S3 emulator: a function keeps serving the
-//! last good model version, or answers 503 with `Retry-After` when it has none,
+//! last good model version, or responds 503 with `Retry-After` when it has none,
 //! and never 500.
 
 mod common;
