@@ -125,3 +125,40 @@ async fn damaged_first_version_is_503_with_retry_after() {
         assert!(detail.contains(files::CATALOGUE), "{path}: the problem does not name the artifact: {detail}");
     }
 }
+
+/// A TCP server on loopback that accepts connections and never answers.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (address, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_dynamodb_times_out_with_503() {
+    let stack = local_stack("slowdynamo").await;
+    publish_synthetic(&stack).await;
+    let (address, server) = silent_server().await;
+
+    // The functions' own SDK settings, with DynamoDB pointed at the silent server.
+    let sdk_config = shoprec::config::load_sdk_config().await;
+    let silent = aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(format!("http://{address}")).build();
+    let store = shoprec::store::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(silent), stack.store.tables().clone());
+    let state = AppState::new(Function::Inference, store, stack.artifacts.clone(), Duration::ZERO);
+
+    let started = std::time::Instant::now();
+    let (status, retry_after, body) = call(&state, "/users/17850/recommendations").await;
+    let elapsed = started.elapsed();
+    server.abort();
+
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some(), "no Retry-After: {body}");
+    // The operation timeout is 5 s; the Lambda timeout in template.yaml is 10 s.
+    assert!(elapsed < Duration::from_secs(7), "the request took {elapsed:?}");
+    println!("faults injected: silent DynamoDB, request ended with 503 after {:.1} s", elapsed.as_secs_f64());
+}
