@@ -11,8 +11,10 @@ fn check(input: &[u8]) {
     assert_eq!(report.rows_kept, rows.len() as u64);
     assert_eq!(report.rows_read, report.rows_kept + report.dropped_total());
     for row in &rows {
-        assert!(!row.user_id.is_empty() && !row.item_id.is_empty());
-        assert!(row.quantity > 0.0 && row.quantity.is_finite());
+        assert!(!row.user_id.is_empty(), "empty user id kept");
+        assert!(!row.item_id.is_empty(), "empty item id kept");
+        assert!(row.quantity > 0.0, "quantity {} kept", row.quantity);
+        assert!(row.quantity.is_finite(), "quantity {} kept", row.quantity);
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use lambda_http::Body;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoprec::handlers::{handle, AppState, Function};
 use shoprec::model::{artifact_key, files};
 
-use common::{local_stack, publish_synthetic, LocalStack};
+use common::{get_request, local_stack, publish_synthetic, LocalStack};
 
 /// How an artifact is damaged.
 #[derive(Debug, Clone, Copy)]
@@ -22,15 +22,15 @@ enum Damage {
     FlippedByte,
 }
 
-async fn damage(stack: &LocalStack, key: &str, how: Damage) {
+async fn damage(stack: &LocalStack, key: &str, kind: Damage) {
     let bucket = stack.artifacts.bucket();
-    match how {
+    match kind {
         Damage::Missing => {
             stack.s3.delete_object().bucket(bucket).key(key).send().await.unwrap();
         }
         Damage::Truncated | Damage::FlippedByte => {
             let mut bytes = stack.artifacts.get(key).await.unwrap();
-            if matches!(how, Damage::Truncated) {
+            if matches!(kind, Damage::Truncated) {
                 bytes.truncate(bytes.len() / 2);
             } else {
                 let middle = bytes.len() / 2;
@@ -41,21 +41,6 @@ async fn damage(stack: &LocalStack, key: &str, how: Damage) {
     }
 }
 
-fn get(path: &str) -> lambda_http::Request {
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "limit=3",
-        "headers": {"accept": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-            "requestId": "faults", "routeKey": "$default", "stage": "$default",
-            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
-        },
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
-}
-
 /// One route per function, each of which needs the model.
 const ROUTES: [(Function, &str); 3] = [
     (Function::Similarity, "/items/popular"),
@@ -64,7 +49,7 @@ const ROUTES: [(Function, &str); 3] = [
 ];
 
 async fn call(state: &AppState, path: &str) -> (u16, Option<String>, Value) {
-    let response = handle(state, get(path)).await;
+    let response = handle(state, get_request(path, "limit=3")).await;
     let retry_after = response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_string());
     let body = match response.body() {
         Body::Text(text) => serde_json::from_str(text).unwrap(),
@@ -90,14 +75,14 @@ async fn damaged_new_version_keeps_last_good() {
 
     let mut injected = 0;
     for file in SHARED_FILES.iter().chain(&INFERENCE_FILES) {
-        for how in [Damage::Missing, Damage::Truncated, Damage::FlippedByte] {
+        for kind in [Damage::Missing, Damage::Truncated, Damage::FlippedByte] {
             let broken = publish_synthetic(&stack).await.model_version;
-            damage(&stack, &artifact_key(&broken, file), how).await;
+            damage(&stack, &artifact_key(&broken, file), kind).await;
             injected += 1;
 
             for (function, path, state) in &states {
                 let (status, _, body) = call(state, path).await;
-                let case = format!("{file} {how:?}, {function:?} {path}");
+                let case = format!("{file} {kind:?}, {function:?} {path}");
                 assert_eq!(status, 200, "{case}: {body}");
                 let loads_file = SHARED_FILES.contains(file) || *function == Function::Inference;
                 if loads_file {
@@ -126,14 +111,15 @@ async fn damaged_first_version_is_503_with_retry_after() {
     }
 }
 
-/// A TCP server on loopback that accepts connections and never answers.
+/// A TCP server on loopback that accepts connections and never responds.
 async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut held = Vec::new();
+        // Keeping the sockets open makes the client wait instead of seeing a reset.
+        let mut open_sockets = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
+            open_sockets.push(socket);
         }
     });
     (address, task)

@@ -16,7 +16,7 @@ use shoprec::train::evaluate::{run_evaluation, EvaluationOptions};
 use shoprec::train::split::SplitKind;
 use shoprec::train::{train, TrainOptions};
 
-use common::{local_stack, Quiet};
+use common::{get_request as get, local_stack, Quiet};
 
 const WHITE_HEART: &str = "85123A";
 
@@ -28,24 +28,6 @@ fn data_path() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn get(path: &str, query: &str) -> lambda_http::Request {
-    let event = serde_json::json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"accept": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-            "requestId": "real-data", "routeKey": "$default", "stage": "$default",
-            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
-        },
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
 fn body(response: &lambda_http::Response<lambda_http::Body>) -> Value {

@@ -587,7 +587,8 @@ mod tests {
         let path = temp_dir("repeated").join("peer.jsonl");
         std::fs::write(&path, "{\"user_id\": \"u1\", \"item_ids\": [\"A\", \"B\", \"A\"]}\n").unwrap();
         let error = ExternalLists::read(&path).err().unwrap().to_string();
-        assert!(error.contains("line 1") && error.contains("item A twice"), "{error}");
+        assert!(error.contains("line 1"), "{error}");
+        assert!(error.contains("item A twice"), "{error}");
     }
 
     #[test]
@@ -619,7 +620,8 @@ mod tests {
     fn time_split_longer_than_data_is_rejected() {
         let rows = [interaction("u1", "A", 0), interaction("u1", "B", 10)];
         let error = checked_split(&rows, SplitKind::Time { test_days: 28 }).err().unwrap().to_string();
-        assert!(error.contains("--test-days 28") && error.contains("10 days"), "{error}");
+        assert!(error.contains("--test-days 28"), "{error}");
+        assert!(error.contains("10 days"), "{error}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct TrainOptions {
     pub title_neighbours: usize,
     /// Length of the window, ending at the last interaction, that counts as recent.
     pub recent_days: u32,
-    /// Split that holds the ranker's labels out of the models it ranks with.
+    /// Split that keeps the ranker's labels out of the models it ranks with.
     pub ranker_split: SplitKind,
     /// Length of the popular lists.
     pub popular_len: usize,

@@ -168,3 +168,22 @@ pub async fn publish_synthetic(stack: &LocalStack) -> PublishReport {
     let (trained, options) = train_synthetic();
     publish(&trained, &options, &stack.store, &stack.artifacts, &mut Quiet).await.expect("publish")
 }
+
+/// Builds an API Gateway v2 GET request for `path` with the raw query string `query`.
+pub fn get_request(path: &str, query: &str) -> lambda_http::Request {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "test", "routeKey": "$default", "stage": "$default",
+            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
+        },
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
+}
