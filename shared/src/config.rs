@@ -33,6 +33,7 @@ pub const DEFAULT_MODEL_REFRESH_SECONDS: u64 = 60;
 
 impl Config {
     /// Reads `ITEMS_TABLE`, `PROFILES_TABLE`, `EVENTS_TABLE`, `MODEL_STATE_TABLE`,
+    /// `LIVE_PROFILES_TABLE`,
     /// `ARTIFACT_BUCKET` and the optional `MODEL_REFRESH_SECONDS`.
     pub fn from_env() -> Result<Self> {
         let refresh = match std::env::var("MODEL_REFRESH_SECONDS") {
@@ -48,6 +49,7 @@ impl Config {
                 profiles: required("PROFILES_TABLE")?,
                 events: required("EVENTS_TABLE")?,
                 model_state: required("MODEL_STATE_TABLE")?,
+                live_profiles: required("LIVE_PROFILES_TABLE")?,
             },
             artifact_bucket: required("ARTIFACT_BUCKET")?,
             model_refresh: Duration::from_secs(refresh),

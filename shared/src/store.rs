@@ -39,13 +39,15 @@ const PROFILES_PER_PAGE: i32 = 100;
 /// Attempts for a batch whose items DynamoDB leaves unprocessed.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
 
-/// Names of the four tables.
+/// Names of the five tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub items: String,
     pub profiles: String,
     pub events: String,
     pub model_state: String,
+    /// Live profiles: each user's events folded in by the stream function.
+    pub live_profiles: String,
 }
 
 /// The record that names the active model version.

@@ -31,7 +31,7 @@ pub struct TableDefinition {
 }
 
 /// Logical ids of the template's tables, in [`TableNames`] order.
-pub const TABLE_LOGICAL_IDS: [&str; 4] = ["ItemsTable", "ProfilesTable", "EventsTable", "ModelStateTable"];
+pub const TABLE_LOGICAL_IDS: [&str; 5] = ["ItemsTable", "ProfilesTable", "EventsTable", "ModelStateTable", "LiveProfilesTable"];
 
 fn template_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Config { name: path.display().to_string(), reason: reason.into() }
@@ -93,7 +93,7 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, template: &Path, n
         .table_names
         .unwrap_or_default();
 
-    let targets = [&names.items, &names.profiles, &names.events, &names.model_state];
+    let targets = [&names.items, &names.profiles, &names.events, &names.model_state, &names.live_profiles];
     let mut created = Vec::new();
     for (logical_id, table_name) in TABLE_LOGICAL_IDS.iter().zip(targets) {
         if existing.contains(table_name) {

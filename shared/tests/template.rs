@@ -18,11 +18,12 @@ fn template() -> Value {
 #[test]
 fn table_keys_match_store() {
     let definitions = read_table_definitions(&repo_root().join("template.yaml")).unwrap();
-    let expected: [(&str, &[(&str, &str)]); 4] = [
+    let expected: [(&str, &[(&str, &str)]); 5] = [
         ("ItemsTable", &[(keys::MODEL_VERSION, "HASH"), (keys::ITEM_ID, "RANGE")]),
         ("ProfilesTable", &[(keys::MODEL_VERSION, "HASH"), (keys::USER_ID, "RANGE")]),
         ("EventsTable", &[(keys::USER_ID, "HASH"), (keys::EVENT_ID, "RANGE")]),
         ("ModelStateTable", &[(keys::NAME, "HASH")]),
+        ("LiveProfilesTable", &[(keys::USER_ID, "HASH")]),
     ];
     assert_eq!(definitions.len(), TABLE_LOGICAL_IDS.len());
     for (logical_id, key_schema) in expected {

@@ -49,6 +49,7 @@ pub async fn local_stack(test: &str) -> LocalStack {
         profiles: format!("t-{unique}-profiles"),
         events: format!("t-{unique}-events"),
         model_state: format!("t-{unique}-model-state"),
+        live_profiles: format!("t-{unique}-live-profiles"),
     };
     let bucket = format!("t-{unique}").to_lowercase().replace('_', "-");
 
