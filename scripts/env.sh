@@ -35,3 +35,21 @@ export EVENTS_TABLE="${EVENTS_TABLE:-shoprec-events}"
 export MODEL_STATE_TABLE="${MODEL_STATE_TABLE:-shoprec-model-state}"
 export LIVE_PROFILES_TABLE="${LIVE_PROFILES_TABLE:-shoprec-live-profiles}"
 export ARTIFACT_BUCKET="${ARTIFACT_BUCKET:-shoprec-artifacts}"
+
+# Java 17 and the DynamoDB Local jar, for tests that start and stop their own
+# DynamoDB Local. Each stays unset when scripts/install-tools.sh has not
+# installed it, so sourcing this file never fails on a machine without Java.
+if [[ -z "${SHOPREC_JAVA17:-}" ]]; then
+    if SHOPREC_JAVA17="$(shoprec_find_java17)"; then
+        export SHOPREC_JAVA17
+    else
+        unset SHOPREC_JAVA17
+    fi
+fi
+if [[ -z "${SHOPREC_DYNAMODB_LOCAL_JAR:-}" ]]; then
+    if SHOPREC_DYNAMODB_LOCAL_JAR="$(shoprec_find_dynamodb_local_jar)"; then
+        export SHOPREC_DYNAMODB_LOCAL_JAR
+    else
+        unset SHOPREC_DYNAMODB_LOCAL_JAR
+    fi
+fi

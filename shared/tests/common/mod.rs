@@ -188,3 +188,23 @@ pub fn get_request(path: &str, query: &str) -> lambda_http::Request {
     });
     lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
 }
+
+/// Builds an API Gateway v2 POST request for `path` with a JSON `body`.
+pub fn post_request(path: &str, body: &str) -> lambda_http::Request {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"accept": "application/json", "content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "test", "routeKey": "$default", "stage": "$default",
+            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
+}
