@@ -63,10 +63,10 @@ pub async fn write_batch_recommendations(
     let mut fallbacks = 0;
     let mut done = 0;
     let mut with_events = futures::stream::iter(profiles.iter())
-        .map(|profile| async move { store.list_events(&profile.user_id).await.map(|events| (profile, events)) })
+        .map(|profile| async move { store.live_activity(&profile.user_id).await.map(|live| (profile, live)) })
         .buffered(EVENT_READ_CONCURRENCY);
-    while let Some((profile, events)) = with_events.try_next().await? {
-        let history = user_history(Some(profile), &events);
+    while let Some((profile, live)) = with_events.try_next().await? {
+        let history = user_history(Some(profile), &live);
         let served = serve(&bundle.data, &history, ranker, limits, top)?;
         fallbacks += usize::from(served.fallback.is_some());
         let line =

@@ -15,8 +15,9 @@ use crate::artifacts::{ArtifactStore, BundleParts, ModelBundle};
 use crate::config::{dynamodb_client, load_sdk_config, s3_client, Config};
 use crate::error::{Error, Result};
 use crate::http::{json_body, json_response, parse_limit, query_parameter, route, Route};
+use crate::live_profile::LiveProfile;
 use crate::model_cache::ModelCache;
-use crate::preferences::{build_preferences, parse_events, user_history, StoredEvent};
+use crate::preferences::{build_preferences, parse_events, user_history, TrainedProfile};
 use crate::recommend::{serve, CandidateLimits, CandidateSource, Recommendation, Served};
 use crate::store::{DynamoStore, ItemRecord, NeighbourRecord};
 
@@ -224,20 +225,18 @@ pub struct RecommendationsResponse {
     pub recommendations: Vec<Recommendation>,
 }
 
-async fn load_user(
-    state: &AppState,
-    bundle: &ModelBundle,
-    user_id: &str,
-) -> Result<(Option<crate::preferences::TrainedProfile>, Vec<StoredEvent>)> {
-    let (profile, events) = tokio::join!(state.store.get_profile(bundle.model_version(), user_id), state.store.list_events(user_id));
-    Ok((profile?, events?))
+/// Reads the user's trained profile of the bundle's version and the live
+/// profile of their events, both at once.
+async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Result<(Option<TrainedProfile>, LiveProfile)> {
+    let (profile, live) = tokio::join!(state.store.get_profile(bundle.model_version(), user_id), state.store.live_activity(user_id));
+    Ok((profile?, live?))
 }
 
 async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> Result<Response<Body>> {
     let limit = parse_limit(request)?;
     let bundle = state.models.get().await?;
-    let (profile, events) = load_user(state, &bundle, user_id).await?;
-    let history = user_history(profile.as_ref(), &events);
+    let (profile, live) = load_user(state, &bundle, user_id).await?;
+    let history = user_history(profile.as_ref(), &live);
 
     let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
     let Served { fallback, recommendations: ranked } = serve(&bundle.data, &history, ranker, state.candidate_limits, limit)?;
@@ -248,7 +247,7 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
         user_id,
         model_version = bundle.model_version(),
         known_user = profile.is_some(),
-        events = events.len(),
+        events = live.events.total(),
         returned = ranked.len(),
         from_neighbours,
         from_embedding,
@@ -308,8 +307,8 @@ async fn post_events(state: &AppState, request: &Request, user_id: &str) -> Resu
 
 async fn preferences(state: &AppState, user_id: &str) -> Result<Response<Body>> {
     let bundle = state.models.get().await?;
-    let (profile, events) = load_user(state, &bundle, user_id).await?;
-    let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref(), &events)?;
-    tracing::info!(user_id, model_version = bundle.model_version(), events = events.len(), "served preferences");
+    let (profile, live) = load_user(state, &bundle, user_id).await?;
+    let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref(), &live)?;
+    tracing::info!(user_id, model_version = bundle.model_version(), events = live.events.total(), "served preferences");
     Ok(json_response(StatusCode::OK, &preferences))
 }

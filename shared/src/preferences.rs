@@ -5,6 +5,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::live_profile::EventCounts;
+use crate::live_profile::LiveProfile;
 use crate::model::ModelData;
 use crate::recommend::{UserHistory, ADD_TO_CART_WEIGHT, VIEW_WEIGHT};
 
@@ -211,8 +213,9 @@ fn parse_event(user_id: &str, prefix: &str, object: serde_json::Map<String, serd
     Ok(StoredEvent { user_id: user_id.to_string(), event_id, event_type, item_id, quantity, timestamp, received_at: now.timestamp() })
 }
 
-/// Builds the recommender's view of a user from the trained profile and the stored events.
-pub fn user_history(profile: Option<&TrainedProfile>, events: &[StoredEvent]) -> UserHistory {
+/// Builds the recommender's view of a user from the trained profile and the
+/// live profile of their events.
+pub fn user_history(profile: Option<&TrainedProfile>, live: &LiveProfile) -> UserHistory {
     let mut history = UserHistory::default();
     if let Some(profile) = profile {
         for purchase in &profile.purchases {
@@ -220,19 +223,17 @@ pub fn user_history(profile: Option<&TrainedProfile>, events: &[StoredEvent]) ->
             history.touch(&purchase.item_id, purchase.last_at);
         }
     }
-    for event in events {
-        match event.event_type {
-            EventType::Purchase => {
-                // Each purchase event is one order, whatever its quantity.
-                *history.purchased.entry(event.item_id.clone()).or_default() += 1.0;
-            }
-            EventType::View | EventType::AddToCart => {
-                let weight = if event.event_type == EventType::View { VIEW_WEIGHT } else { ADD_TO_CART_WEIGHT };
-                let entry = history.interest.entry(event.item_id.clone()).or_default();
-                *entry = entry.max(weight);
-            }
+    for (item_id, activity) in &live.items {
+        if activity.purchases > 0 {
+            // Each purchase event is one order, whatever its quantity.
+            *history.purchased.entry(item_id.clone()).or_default() += activity.purchases as f32;
         }
-        history.touch(&event.item_id, event.timestamp);
+        if activity.add_to_carts > 0 {
+            history.interest.insert(item_id.clone(), ADD_TO_CART_WEIGHT);
+        } else if activity.views > 0 {
+            history.interest.insert(item_id.clone(), VIEW_WEIGHT);
+        }
+        history.touch(item_id, activity.last_at);
     }
     history.interest.retain(|item_id, _| !history.purchased.contains_key(item_id));
     history
@@ -300,14 +301,6 @@ pub struct PurchaseFrequency {
     pub mean_days_between_orders: Option<f64>,
 }
 
-/// Event counts by type.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct EventCounts {
-    pub view: u32,
-    pub add_to_cart: u32,
-    pub purchase: u32,
-}
-
 /// The preference profile returned by `GET /users/{user_id}/preferences`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Preferences {
@@ -330,7 +323,8 @@ fn format_time(seconds: i64) -> String {
 /// Number of favourite items and themes in a profile.
 const PROFILE_LIST_LEN: usize = 10;
 
-/// Builds the preference profile from the trained history and the stored events.
+/// Builds the preference profile from the trained history and the live profile
+/// of the user's events.
 ///
 /// Returns [`Error::UserNotFound`] when there is neither a trained profile nor an event.
 pub fn build_preferences(
@@ -338,9 +332,9 @@ pub fn build_preferences(
     model_version: &str,
     data: &ModelData,
     profile: Option<&TrainedProfile>,
-    events: &[StoredEvent],
+    live: &LiveProfile,
 ) -> Result<Preferences> {
-    if profile.is_none() && events.is_empty() {
+    if profile.is_none() && live.is_empty() {
         return Err(Error::UserNotFound(user_id.to_string()));
     }
 
@@ -355,32 +349,26 @@ pub fn build_preferences(
         last_activity = Some(profile.last_at);
     }
 
-    let mut counts = EventCounts::default();
+    if let Some(live_last) = live.last_at {
+        last_activity = Some(last_activity.map_or(live_last, |last| last.max(live_last)));
+    }
+    order_times.extend(&live.purchase_times);
     let mut interest: FxHashMap<&str, f32> = FxHashMap::default();
-    for event in events {
-        last_activity = Some(last_activity.map_or(event.timestamp, |last| last.max(event.timestamp)));
-        match event.event_type {
-            EventType::View => {
-                counts.view += 1;
-                *interest.entry(&event.item_id).or_default() += VIEW_WEIGHT;
-            }
-            EventType::AddToCart => {
-                counts.add_to_cart += 1;
-                *interest.entry(&event.item_id).or_default() += ADD_TO_CART_WEIGHT;
-            }
-            EventType::Purchase => {
-                counts.purchase += 1;
-                order_times.push(event.timestamp);
-                let summary = purchases.entry(event.item_id.clone()).or_insert_with(|| PurchaseSummary {
-                    item_id: event.item_id.clone(),
-                    quantity: 0.0,
-                    orders: 0,
-                    last_at: event.timestamp,
-                });
-                summary.quantity += f64::from(event.quantity);
-                summary.orders += 1;
-                summary.last_at = summary.last_at.max(event.timestamp);
-            }
+    for (item_id, activity) in &live.items {
+        let weight = activity.views as f32 * VIEW_WEIGHT + activity.add_to_carts as f32 * ADD_TO_CART_WEIGHT;
+        if weight > 0.0 {
+            interest.insert(item_id, weight);
+        }
+        if let Some(last_purchase_at) = activity.last_purchase_at {
+            let summary = purchases.entry(item_id.clone()).or_insert_with(|| PurchaseSummary {
+                item_id: item_id.clone(),
+                quantity: 0.0,
+                orders: 0,
+                last_at: last_purchase_at,
+            });
+            summary.quantity += activity.quantity as f64;
+            summary.orders += activity.purchases;
+            summary.last_at = summary.last_at.max(last_purchase_at);
         }
     }
 
@@ -422,7 +410,7 @@ pub fn build_preferences(
         price_band,
         purchase_frequency: purchase_frequency(&order_times),
         last_activity: last_activity.map(format_time),
-        events: counts,
+        events: live.events,
     })
 }
 
@@ -620,7 +608,8 @@ mod tests {
             last_at: 100,
         };
         let events = vec![event("e1", EventType::Purchase, "B", 86_400 * 61), event("e2", EventType::View, "C", 50)];
-        let preferences = build_preferences("u1", "v1", &sample_data(), Some(&profile), &events).unwrap();
+        let live = LiveProfile::new("u1").with_pending(&events);
+        let preferences = build_preferences("u1", "v1", &sample_data(), Some(&profile), &live).unwrap();
 
         assert!(preferences.known_user);
         assert_eq!(preferences.favourite_items[0].item_id, "A");
@@ -634,7 +623,7 @@ mod tests {
 
     #[test]
     fn preferences_unknown_user_not_found() {
-        let result = build_preferences("nobody", "v1", &sample_data(), None, &[]);
+        let result = build_preferences("nobody", "v1", &sample_data(), None, &LiveProfile::new("nobody"));
         assert!(matches!(result, Err(Error::UserNotFound(_))));
     }
 
@@ -642,10 +631,37 @@ mod tests {
     fn history_moves_bought_items_out_of_interest() {
         let events =
             vec![event("e1", EventType::View, "A", 1), event("e2", EventType::Purchase, "A", 2), event("e3", EventType::AddToCart, "B", 3)];
-        let history = user_history(None, &events);
+        let history = user_history(None, &LiveProfile::new("u1").with_pending(&events));
         assert!(history.purchased.contains_key("A"));
         assert!(!history.interest.contains_key("A"));
         assert_eq!(history.interest["B"], ADD_TO_CART_WEIGHT);
+    }
+
+    #[test]
+    fn history_places_late_events_by_time() {
+        let events = vec![
+            event("e1", EventType::View, "A", 5_000),
+            event("e2", EventType::View, "B", 9_000),
+            event("late", EventType::View, "A", 1_000),
+        ];
+        let history = user_history(None, &LiveProfile::new("u1").with_pending(&events));
+        assert_eq!(history.last_at["A"], 5_000);
+        assert_eq!(history.latest_at(), Some(9_000));
+    }
+
+    #[test]
+    fn preferences_count_purchase_events_as_orders() {
+        let events = vec![
+            event("e1", EventType::Purchase, "A", 86_400 * 30),
+            event("e2", EventType::Purchase, "A", 86_400),
+            event("e3", EventType::View, "A", 86_400 * 40),
+        ];
+        let preferences = build_preferences("u1", "v1", &sample_data(), None, &LiveProfile::new("u1").with_pending(&events)).unwrap();
+        assert_eq!(preferences.favourite_items[0].orders, 2);
+        assert_eq!(preferences.favourite_items[0].quantity, 4.0);
+        assert_eq!(preferences.favourite_items[0].last_at, "1970-01-31T00:00:00Z");
+        assert_eq!(preferences.purchase_frequency.orders, 2);
+        assert_eq!(preferences.last_activity.as_deref(), Some("1970-02-10T00:00:00Z"));
     }
 
     #[test]

@@ -23,7 +23,10 @@ async fn batch_writes_one_line_per_user() {
     let bundle = stack.artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true, embeddings: true }).await.unwrap();
     let before = shoprec::recommend::serve(
         &bundle.data,
-        &shoprec::preferences::user_history(stack.store.get_profile(&report.model_version, "17850").await.unwrap().as_ref(), &[]),
+        &shoprec::preferences::user_history(
+            stack.store.get_profile(&report.model_version, "17850").await.unwrap().as_ref(),
+            &shoprec::live_profile::LiveProfile::new("17850"),
+        ),
         bundle.ranker.as_ref().unwrap(),
         CandidateLimits::default(),
         1,

@@ -15,6 +15,7 @@ use shoprec::ingest::read_interactions;
 use shoprec::publish::publish;
 use shoprec::recommend::CandidateLimits;
 use shoprec::store::DynamoStore;
+use shoprec::stream::apply_pending_events;
 use shoprec::template::{create_bucket, create_tables};
 use shoprec::train::als::AlsOptions;
 use shoprec::train::evaluate::{export_split, run_evaluation, EvaluationOptions};
@@ -94,6 +95,9 @@ enum Command {
         #[arg(long, value_parser = parse_batch_key)]
         key: Option<String>,
     },
+    /// Fold every event that the live-profile function has not applied yet
+    /// into live profiles, such as events whose stream records went to the failure queue.
+    ApplyPending,
 }
 
 /// Data and split settings shared by evaluate and export-split.
@@ -249,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::ExportSplit { split, out, top_n } => export(split, out, usize::from(top_n)),
         Command::Batch { top, key } => batch(usize::from(top), key).await,
+        Command::ApplyPending => apply_pending().await,
     }
 }
 
@@ -327,6 +332,18 @@ async fn batch(top: usize, key: Option<String>) -> anyhow::Result<()> {
         "{} users of model version {} ({} from the popular fallback), {} bytes written to s3://{}/{}",
         report.users, report.model_version, report.fallbacks, report.bytes, report.bucket, report.key
     );
+    Ok(())
+}
+
+async fn apply_pending() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let sdk_config = load_job_sdk_config().await;
+    let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
+    let report = apply_pending_events(&store, chrono::Utc::now().timestamp()).await?;
+    println!("{} events applied, {} were applied already, {} failed", report.applied, report.already_applied, report.failed);
+    if report.failed > 0 {
+        anyhow::bail!("{} events could not be applied (see the log lines above): run the command again", report.failed);
+    }
     Ok(())
 }
 

@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::model::NeighbourKind;
 use crate::preferences::{StoredEvent, TrainedProfile};
 
+mod live;
+
+pub use live::ApplyOutcome;
+
 /// Key attribute names; the table definitions in `template.yaml` must use the same.
 pub mod keys {
     pub const MODEL_VERSION: &str = "model_version";
@@ -21,6 +25,9 @@ pub mod keys {
     pub const USER_ID: &str = "user_id";
     pub const EVENT_ID: &str = "event_id";
     pub const NAME: &str = "name";
+    /// Events attribute set when the stream function has applied the event to the live profile.
+    pub const APPLIED_AT: &str = "applied_at";
+    pub const REVISION: &str = "revision";
 }
 
 /// Key of the record in the model state table that names the active model version.
@@ -292,10 +299,6 @@ impl DynamoStore {
     }
 
     /// Reads every stored event of a user.
-    ///
-    /// TODO: bound this read (newest events first, or a time window): every
-    /// request reads all of a user's events, so a user with years of events
-    /// makes each recommendation slower.
     pub async fn list_events(&self, user_id: &str) -> Result<Vec<StoredEvent>> {
         self.query_partition(&self.tables.events, keys::USER_ID, user_id, None).await
     }
@@ -309,16 +312,23 @@ impl DynamoStore {
         key_value: &str,
         page_size: Option<i32>,
     ) -> Result<Vec<T>> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(table)
             .key_condition_expression("#key = :value")
             .expression_attribute_names("#key", key_name)
             .expression_attribute_values(":value", AttributeValue::S(key_value.into()))
-            .set_limit(page_size)
-            .into_paginator()
-            .send();
+            .set_limit(page_size);
+        Self::collect_query(table, query).await
+    }
+
+    /// Runs a query page by page and converts every record.
+    async fn collect_query<T: serde::de::DeserializeOwned>(
+        table: &str,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<T>> {
+        let mut pages = query.into_paginator().send();
         let mut records = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| dynamo_error("Query", table, error))?;
