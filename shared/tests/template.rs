@@ -84,48 +84,102 @@ fn every_route_has_one_event_file() {
     assert_eq!(event_routes, template_routes());
 }
 
-/// DynamoDB and S3 actions that a function may be granted.
-const ALLOWED_ACTIONS: [&str; 5] = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "s3:GetObject"];
+/// DynamoDB, S3 and SQS actions that a function may be granted.
+const ALLOWED_ACTIONS: [&str; 11] = [
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+    "s3:GetObject",
+    "sqs:SendMessage",
+];
 
-/// Returns every grant in the functions' policies that is wider than the
-/// function's own tables and the artifact prefix, as readable lines.
+/// The only managed policy a role may attach: writing the function's logs.
+const BASIC_EXECUTION_ROLE: &str = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+
+/// Event types for which SAM attaches a managed policy on every resource
+/// unless the function brings its own role.
+const PULL_EVENT_TYPES: [&str; 3] = ["DynamoDB", "Kinesis", "SQS"];
+
+/// Returns the policy statements of a function (SAM `Policies`) or of an IAM
+/// role (`Policies[].PolicyDocument`), or a violation for any other form.
+fn statements<'a>(owner: &str, resource: &'a Value, violations: &mut Vec<String>) -> Vec<&'a Value> {
+    let mut found = Vec::new();
+    let Some(policies) = resource["Properties"]["Policies"].as_sequence() else { return found };
+    for policy in policies {
+        let document = if resource["Type"].as_str() == Some("AWS::IAM::Role") { &policy["PolicyDocument"] } else { policy };
+        match document["Statement"].as_sequence() {
+            Some(list) => found.extend(list),
+            None => violations.push(format!("{owner}: policy {policy:?} is not an inline statement list")),
+        }
+    }
+    found
+}
+
+/// Returns every grant in the functions' and roles' policies that is wider than
+/// the template's own tables, streams, queues and the artifact prefix, as readable lines.
 fn policy_violations(template: &Value) -> Vec<String> {
     let resources = template["Resources"].as_mapping().unwrap();
-    let tables: BTreeSet<String> = resources
-        .iter()
-        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::DynamoDB::Table"))
-        .filter_map(|(logical_id, _)| logical_id.as_str().map(str::to_string))
-        .collect();
+    let owned = |resource_type: &str| -> BTreeSet<String> {
+        resources
+            .iter()
+            .filter(|(_, resource)| resource["Type"].as_str() == Some(resource_type))
+            .filter_map(|(logical_id, _)| logical_id.as_str().map(str::to_string))
+            .collect()
+    };
+    let tables = owned("AWS::DynamoDB::Table");
+    let queues = owned("AWS::SQS::Queue");
+
     let mut violations = Vec::new();
     for (logical_id, resource) in resources {
-        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
+        let owner = logical_id.as_str().unwrap_or("?");
+        match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => {
+                let pulls = resource["Properties"]["Events"]
+                    .as_mapping()
+                    .into_iter()
+                    .flatten()
+                    .any(|(_, event)| event["Type"].as_str().is_some_and(|kind| PULL_EVENT_TYPES.contains(&kind)));
+                if pulls && resource["Properties"]["Role"].is_null() {
+                    violations.push(format!(
+                        "{owner}: reads a stream or queue without its own Role, so SAM attaches a managed policy on every resource"
+                    ));
+                }
+            }
+            Some("AWS::IAM::Role") => {
+                for arn in resource["Properties"]["ManagedPolicyArns"].as_sequence().into_iter().flatten() {
+                    let is_basic =
+                        matches!(arn, Value::Tagged(tagged) if tagged.tag == "Sub" && tagged.value.as_str() == Some(BASIC_EXECUTION_ROLE));
+                    if !is_basic {
+                        violations.push(format!("{owner}: managed policy {arn:?} is not the basic execution role"));
+                    }
+                }
+            }
+            _ => continue,
         }
-        let function = logical_id.as_str().unwrap_or("?");
-        let Some(policies) = resource["Properties"]["Policies"].as_sequence() else { continue };
-        for policy in policies {
-            let Some(statements) = policy["Statement"].as_sequence() else {
-                violations.push(format!("{function}: policy {policy:?} is not an inline statement list"));
+
+        for statement in statements(owner, resource, &mut violations) {
+            if statement["Effect"].as_str() != Some("Allow") {
                 continue;
-            };
-            for statement in statements {
-                if statement["Effect"].as_str() != Some("Allow") {
-                    continue;
+            }
+            let actions: Vec<&Value> =
+                statement["Action"].as_sequence().map_or_else(|| vec![&statement["Action"]], |list| list.iter().collect());
+            for action in actions {
+                match action.as_str() {
+                    Some(action) if ALLOWED_ACTIONS.contains(&action) => {}
+                    _ => violations.push(format!("{owner}: action {action:?} is not in the allowed list")),
                 }
-                let actions: Vec<&Value> =
-                    statement["Action"].as_sequence().map_or_else(|| vec![&statement["Action"]], |list| list.iter().collect());
-                for action in actions {
-                    match action.as_str() {
-                        Some(action) if ALLOWED_ACTIONS.contains(&action) => {}
-                        _ => violations.push(format!("{function}: action {action:?} is not in the allowed list")),
-                    }
-                }
-                let granted: Vec<&Value> =
-                    statement["Resource"].as_sequence().map_or_else(|| vec![&statement["Resource"]], |list| list.iter().collect());
-                for resource in granted {
-                    if !resource_is_own(resource, &tables) {
-                        violations.push(format!("{function}: resource {resource:?} is wider than its tables and the artifact prefix"));
-                    }
+            }
+            let granted: Vec<&Value> =
+                statement["Resource"].as_sequence().map_or_else(|| vec![&statement["Resource"]], |list| list.iter().collect());
+            for resource in granted {
+                if !resource_is_own(resource, &tables, &queues) {
+                    violations.push(format!("{owner}: resource {resource:?} is wider than its tables, queues and the artifact prefix"));
                 }
             }
         }
@@ -134,13 +188,15 @@ fn policy_violations(template: &Value) -> Vec<String> {
 }
 
 /// Returns true for `!GetAtt <table>.Arn`, `!GetAtt <table>.StreamArn` of a table in
-/// the template, and `!Sub "${ArtifactBucket.Arn}/models/*"`.
-fn resource_is_own(resource: &Value, tables: &BTreeSet<String>) -> bool {
+/// the template, `!GetAtt <queue>.Arn` of a queue in it, and `!Sub "${ArtifactBucket.Arn}/models/*"`.
+fn resource_is_own(resource: &Value, tables: &BTreeSet<String>, queues: &BTreeSet<String>) -> bool {
     let Value::Tagged(tagged) = resource else { return false };
     let text = tagged.value.as_str().unwrap_or("");
     if tagged.tag == "GetAtt" {
-        let Some((table, attribute)) = text.split_once('.') else { return false };
-        return tables.contains(table) && (attribute == "Arn" || attribute == "StreamArn");
+        let Some((name, attribute)) = text.split_once('.') else { return false };
+        let own_table = tables.contains(name) && (attribute == "Arn" || attribute == "StreamArn");
+        let own_queue = queues.contains(name) && attribute == "Arn";
+        return own_table || own_queue;
     }
     tagged.tag == "Sub" && text == "${ArtifactBucket.Arn}/models/*"
 }
@@ -157,10 +213,16 @@ fn policy_check_catches_wildcards() {
     let widened = text
         .replacen("Action: dynamodb:GetItem", "Action: dynamodb:*", 1)
         .replacen("Resource: !GetAtt EventsTable.Arn", "Resource: \"*\"", 1)
-        .replacen("${ArtifactBucket.Arn}/models/*", "${ArtifactBucket.Arn}/*", 1);
+        .replacen("${ArtifactBucket.Arn}/models/*", "${ArtifactBucket.Arn}/*", 1)
+        .replacen("Resource: !GetAtt StreamFailureQueue.Arn", "Resource: !Sub \"arn:${AWS::Partition}:sqs:*\"", 1)
+        .replacen("service-role/AWSLambdaBasicExecutionRole", "AdministratorAccess", 1)
+        .replacen("      Role: !GetAtt LiveProfileFunctionRole.Arn\n", "", 1);
     assert_ne!(widened, text, "the widening edits no longer match template.yaml");
     let violations = policy_violations(&serde_norway::from_str(&widened).unwrap());
     assert!(violations.iter().any(|line| line.contains("dynamodb:*")), "{violations:?}");
     assert!(violations.iter().any(|line| line.contains("String(\"*\")")), "{violations:?}");
-    assert!(violations.iter().any(|line| line.contains("/*")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("${ArtifactBucket.Arn}/*")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("sqs:*")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("AdministratorAccess")), "{violations:?}");
+    assert!(violations.iter().any(|line| line.contains("LiveProfileFunction: reads a stream")), "{violations:?}");
 }
