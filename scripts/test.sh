@@ -43,6 +43,9 @@ log "template: cfn-lint and sam validate"
 cfn-lint template.yaml
 sam validate --lint --template-file template.yaml
 
+log "api authorisation of every route, in both authorizer modes"
+SAM_CLI_TELEMETRY=0 python scripts/check_api_auth.py template.yaml
+
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -50,8 +53,8 @@ log "Rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
 log "bad-input and fault figures"
-cargo nextest run --locked -p shoprec --test bad_input --test faults --no-capture 2>&1 |
-    grep -E '^(bad-input cases|  (GET|POST) |events stored|faults injected)'
+cargo nextest run --locked -p shoprec --test bad_input --test faults --test outage --test version_switch --no-capture 2>&1 |
+    grep -E '^(bad-input cases|  (GET|POST) |events stored|faults injected|outage:|version switch:)'
 
 log "publish the real model to the local stack for sam local invoke"
 cargo build --release --locked -p trainer
