@@ -226,8 +226,11 @@ impl DynamoStore {
         self.get_versioned(&self.tables.items, model_version, keys::ITEM_ID, item_id).await
     }
 
-    /// Reads the record keyed by a model version and a sort key. An eventually
-    /// consistent read suffices because these records never change once written.
+    /// Reads the record keyed by a model version and a sort key, strongly
+    /// consistent. The records never change once written, but the publisher
+    /// switches the active version right after writing the last of them, and an
+    /// eventually consistent read just after the switch could miss a record and
+    /// answer 404 or the popular fallback under the new version.
     async fn get_versioned<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
@@ -241,6 +244,7 @@ impl DynamoStore {
             .table_name(table)
             .key(keys::MODEL_VERSION, AttributeValue::S(model_version.into()))
             .key(sort_key, AttributeValue::S(id.into()))
+            .consistent_read(true)
             .send()
             .await
             .map_err(|error| dynamo_error("GetItem", table, error))?;
