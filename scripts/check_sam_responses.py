@@ -3,7 +3,7 @@
 Usage: <venv python> scripts/check_sam_responses.py OUTPUT_DIR
 
 For each event in CHECKS it reads OUTPUT_DIR/<event>.json (the function's
-API Gateway response), OUTPUT_DIR/<event>.log (the SAM CLI log with the
+API Gateway response, or the stream function's batch response), OUTPUT_DIR/<event>.log (the SAM CLI log with the
 emulator's REPORT line) and its line in OUTPUT_DIR/invokes.tsv (exit status
 and wall seconds of `sam local invoke`). It prints one line per event and
 then `sam-local: N passed, M failed`, and exits 1 when any event failed.
@@ -164,12 +164,24 @@ def check_preferences(status, body):
     return f"user {user_id}: {len(favourites)} favourite items, {len(themes)} themes"
 
 
+def check_stream_batch(response):
+    """Check the partial batch response of the live-profile function."""
+    failures = expect_field(response, "batchItemFailures", list, "response")
+    expect(not failures, f"batchItemFailures {failures}, expected none")
+    return "no failed records"
+
+
+# Events whose function returns its own response instead of an API Gateway
+# one. Their check reads the whole response.
+STREAM_EVENTS = {"new-events"}
+
 CHECKS = {
     "similar-items": check_similar_items,
     "popular-items": check_popular_items,
     "recommendations": check_recommendations,
     "post-events": check_post_events,
     "preferences": check_preferences,
+    "new-events": check_stream_batch,
 }
 
 
@@ -203,6 +215,8 @@ def check_event(output_dir, name, check, invoke):
         "errorType" not in response,
         f"Lambda error {response.get('errorType')}: {response.get('errorMessage')}",
     )
+    if name in STREAM_EVENTS:
+        return "-", check(response)
     status = response.get("statusCode")
     expect(isinstance(status, int), f"statusCode is {status!r}, expected a number")
     try:

@@ -28,16 +28,17 @@ ORT_LIBRARY_NAME=libonnxruntime.so.1.31.1
 # scripts/podman.sh is Debian 12 with glibc 2.36, so only this check catches
 # a binary that needs a newer glibc than Lambda has.
 MAX_GLIBC=2.34
-FUNCTIONS=(SimilarityFunction PreferencesFunction InferenceFunction)
+FUNCTIONS=(SimilarityFunction PreferencesFunction InferenceFunction LiveProfileFunction)
 # FunctionLogicalId=event pairs for scripts/sam-invoke-events.sh.
 # post-events runs before preferences, so the preference profile includes the
-# posted events.
+# posted events, and before the stream batch, which names those events.
 INVOKES=(
     SimilarityFunction=events/similar-items.json
     SimilarityFunction=events/popular-items.json
     InferenceFunction=events/recommendations.json
     PreferencesFunction=events/post-events.json
     PreferencesFunction=events/preferences.json
+    LiveProfileFunction=events/stream/new-events.json
 )
 # Variables copied from this shell into every function's environment.
 # MODEL_REFRESH_SECONDS and RUST_LOG are copied only when set, otherwise the
