@@ -22,6 +22,16 @@ use crate::preferences::{EventType, StoredEvent};
 /// of one user.
 pub const RECENT_EVENT_IDS: usize = 100;
 
+/// Items a live profile keeps; the least recently active ones go first.
+///
+/// With ids of up to 128 bytes and about 100 bytes of counts per item (an
+/// estimate), this keeps a profile near 250 KB at most, under DynamoDB's
+/// 400 KB item limit, so it keeps updating however many items a user touches.
+pub const MAX_ITEMS: usize = 1_000;
+
+/// Purchase times a live profile keeps; the oldest ones go first.
+pub const MAX_PURCHASE_TIMES: usize = 1_000;
+
 /// One item's events in a live profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemActivity {
@@ -55,9 +65,10 @@ impl EventCounts {
 
 /// A user's events since they started sending them, folded into one record.
 ///
-/// NOTE: the record grows with the distinct items and purchase events of a
-/// user. About 60 bytes per item and 10 per purchase (an estimate) put
-/// DynamoDB's 400 KB item limit at several thousand items.
+/// NOTE: past [`MAX_ITEMS`] items or [`MAX_PURCHASE_TIMES`] purchases the
+/// profile drops the least recent ones, so it then depends on the order the
+/// events arrived in. The event counts stay complete, and the events table
+/// keeps every event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveProfile {
     pub user_id: String,
@@ -129,6 +140,26 @@ impl LiveProfile {
         if self.recent_event_ids.len() > RECENT_EVENT_IDS {
             let excess = self.recent_event_ids.len() - RECENT_EVENT_IDS;
             self.recent_event_ids.drain(..excess);
+        }
+
+        self.trim();
+    }
+
+    /// Drops the least recently active items and the oldest purchase times
+    /// beyond the limits that keep the record under DynamoDB's item size limit.
+    fn trim(&mut self) {
+        if self.purchase_times.len() > MAX_PURCHASE_TIMES {
+            let excess = self.purchase_times.len() - MAX_PURCHASE_TIMES;
+            self.purchase_times.drain(..excess);
+        }
+        while self.items.len() > MAX_ITEMS {
+            let oldest = self
+                .items
+                .iter()
+                .min_by(|(id_a, a), (id_b, b)| a.last_at.cmp(&b.last_at).then_with(|| id_a.cmp(id_b)))
+                .map(|(item_id, _)| item_id.clone())
+                .expect("the map is not empty");
+            self.items.remove(&oldest);
         }
     }
 
@@ -235,6 +266,21 @@ mod tests {
         let expected = LiveProfile::new("u1").with_pending(&events);
         assert_eq!(merged.events, expected.events);
         assert_eq!(merged.items, expected.items);
+    }
+
+    #[test]
+    fn items_and_purchases_stay_bounded() {
+        let mut profile = LiveProfile::new("u1");
+        for index in 0..MAX_ITEMS + 50 {
+            profile.apply(&event(&format!("e{index}"), EventType::Purchase, &format!("item-{index:05}"), 1_000 + index as i64));
+        }
+
+        assert_eq!(profile.items.len(), MAX_ITEMS);
+        assert!(!profile.items.contains_key("item-00049"), "the least recent item is dropped");
+        assert!(profile.items.contains_key("item-00050"));
+        assert_eq!(profile.purchase_times.len(), MAX_PURCHASE_TIMES);
+        assert_eq!(profile.purchase_times[0], 1_050);
+        assert_eq!(profile.events.purchase as usize, MAX_ITEMS + 50, "event counts stay complete");
     }
 
     #[test]

@@ -213,6 +213,21 @@ fn parse_event(user_id: &str, prefix: &str, object: serde_json::Map<String, serd
     Ok(StoredEvent { user_id: user_id.to_string(), event_id, event_type, item_id, quantity, timestamp, received_at: now.timestamp() })
 }
 
+/// Checks a stored event against the rules the events route applies, for
+/// events that reach the code by another path, such as a stream record.
+pub fn validate_stored_event(event: &StoredEvent) -> Result<()> {
+    validate_id("user_id", &event.user_id)?;
+    validate_id("event_id", &event.event_id)?;
+    validate_id("item_id", &event.item_id)?;
+    if !(1..=MAX_QUANTITY).contains(&event.quantity) {
+        return Err(Error::invalid("quantity", event.quantity.to_string(), format!("must be a whole number from 1 to {MAX_QUANTITY}")));
+    }
+    if event.timestamp < MIN_EVENT_TIMESTAMP {
+        return Err(Error::invalid("timestamp", event.timestamp.to_string(), "lies before 1990-01-01T00:00:00Z"));
+    }
+    Ok(())
+}
+
 /// Builds the recommender's view of a user from the trained profile and the
 /// live profile of their events.
 pub fn user_history(profile: Option<&TrainedProfile>, live: &LiveProfile) -> UserHistory {

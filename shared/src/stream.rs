@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::live_profile::LiveProfile;
-use crate::preferences::StoredEvent;
+use crate::preferences::{validate_stored_event, StoredEvent};
 use crate::store::{ApplyOutcome, DynamoStore};
 
 /// Attempts per event while other writers keep changing the same live profile.
@@ -53,12 +53,17 @@ fn record_event(record: &EventRecord) -> Option<Result<StoredEvent>> {
     if record.event_name != "INSERT" {
         return None;
     }
-    let event = serde_dynamo::from_item(record.change.new_image.clone()).map_err(|error| Error::InvalidField {
-        field: "dynamodb.NewImage".into(),
-        value: record.event_id.clone(),
-        reason: format!("is not a stored event: {error}"),
-    });
-    Some(event)
+    let event: StoredEvent = match serde_dynamo::from_item(record.change.new_image.clone()) {
+        Ok(event) => event,
+        Err(error) => {
+            return Some(Err(Error::InvalidField {
+                field: "dynamodb.NewImage".into(),
+                value: record.event_id.clone(),
+                reason: format!("is not a stored event: {error}"),
+            }));
+        }
+    };
+    Some(validate_stored_event(&event).map(|()| event))
 }
 
 /// Applies a batch of stream records and returns the records to retry, in the

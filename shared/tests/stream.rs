@@ -298,3 +298,96 @@ async fn fixture_batch_applies_posted_events() {
     assert_eq!(live.items["22423"].views, 1);
     assert_eq!(live.items["22423"].quantity, 2);
 }
+
+#[tokio::test]
+async fn forged_image_changes_nothing() {
+    let stack = local_stack("stream-forged").await;
+    post_visit(&stack).await;
+    let mut batch = read_stream(&stack).await;
+    batch.records.truncate(1);
+    let stored_item = batch.records[0].change.new_image["item_id"].clone();
+    batch.records[0].change.new_image.insert("item_id".into(), serde_dynamo::AttributeValue::S("FORGED".into()));
+    assert_ne!(stored_item, batch.records[0].change.new_image["item_id"]);
+
+    let (response, report) = apply_stream_batch(&stack.store, batch, now()).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report, ApplyReport { already_applied: 1, ..ApplyReport::default() });
+    assert!(stack.store.get_live_profile(USER).await.unwrap().is_none(), "no profile was written");
+    assert_eq!(stack.store.list_pending_events(USER).await.unwrap().len(), 5, "the stored event stays pending");
+}
+
+#[tokio::test]
+async fn out_of_range_image_is_rejected() {
+    let stack = local_stack("stream-range").await;
+    post_visit(&stack).await;
+    let mut batch = read_stream(&stack).await;
+    batch.records.truncate(2);
+    batch.records[0].change.new_image.insert("quantity".into(), serde_dynamo::AttributeValue::N("4000000000".into()));
+    batch.records[1].change.new_image.insert("timestamp".into(), serde_dynamo::AttributeValue::N("-5".into()));
+
+    let (response, report) = apply_stream_batch(&stack.store, batch, now()).await;
+
+    assert_eq!(response.batch_item_failures.len(), 2);
+    assert_eq!(report.failed, 2);
+    assert_eq!(report.applied, 0);
+}
+
+#[tokio::test]
+async fn bad_stored_item_is_skipped() {
+    let stack = local_stack("stream-poison").await;
+    post_visit(&stack).await;
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.store.tables().events)
+        .item("user_id", aws_sdk_dynamodb::types::AttributeValue::S(USER.into()))
+        .item("event_id", aws_sdk_dynamodb::types::AttributeValue::S("no-type".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let report = apply_pending_events(&stack.store, now()).await.unwrap();
+    let live = stack.store.live_activity(USER).await.unwrap();
+
+    assert_eq!(report.applied, 5, "the five real events apply despite the bad item");
+    assert_eq!(live.events.total(), 5);
+}
+
+#[tokio::test]
+async fn largest_profile_still_stores() {
+    let stack = local_stack("stream-largest").await;
+    let long = |prefix: &str, index: usize| format!("{prefix}-{index:05}-{}", "x".repeat(128 - prefix.len() - 7));
+    let mut largest = LiveProfile::new(USER);
+    for index in 0..shoprec::live_profile::MAX_ITEMS + 10 {
+        let event = shoprec::preferences::StoredEvent {
+            user_id: USER.into(),
+            event_id: long("event", index),
+            event_type: shoprec::preferences::EventType::Purchase,
+            item_id: long("item", index),
+            quantity: 10_000,
+            timestamp: 1_300_000_000 + index as i64,
+            received_at: 1_300_000_000,
+        };
+        largest.apply(&event);
+    }
+    let event = shoprec::preferences::StoredEvent {
+        user_id: USER.into(),
+        event_id: long("event", 99_999),
+        event_type: shoprec::preferences::EventType::View,
+        item_id: long("item", 99_999),
+        quantity: 1,
+        timestamp: 1_400_000_000,
+        received_at: 1_400_000_000,
+    };
+    assert!(stack.store.put_event(&event).await.unwrap());
+    let mut next = largest.clone();
+    next.apply(&event);
+    next.revision = 1;
+
+    let outcome = stack.store.apply_event(&LiveProfile::new(USER), &next, &event, now()).await.unwrap();
+
+    assert_eq!(outcome, shoprec::store::ApplyOutcome::Applied);
+    let stored = stack.store.get_live_profile(USER).await.unwrap().unwrap();
+    assert_eq!(stored.items.len(), shoprec::live_profile::MAX_ITEMS);
+}

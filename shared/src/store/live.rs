@@ -16,10 +16,37 @@ use crate::preferences::StoredEvent;
 pub enum ApplyOutcome {
     /// The event was folded in and marked as applied.
     Applied,
-    /// The event was applied before, or is not stored, so nothing changed.
+    /// The event was applied before, is not stored, or is stored with other
+    /// fields than the record shows, so nothing changed.
     AlreadyApplied,
     /// Another writer changed the profile since it was read: read it again and retry.
     ProfileChanged,
+}
+
+/// Converts an events table item, or logs it and returns None when it is not
+/// an event, so one bad item cannot block a user's requests or a replay.
+fn parse_event(table: &str, item: HashMap<String, AttributeValue>) -> Option<StoredEvent> {
+    let key = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned().unwrap_or_default();
+    let (user_id, event_id) = (key(keys::USER_ID), key(keys::EVENT_ID));
+    match serde_dynamo::from_item(item) {
+        Ok(event) => Some(event),
+        Err(error) => {
+            tracing::error!(table, user_id, event_id, %error, "skipping an events table item that is not an event");
+            None
+        }
+    }
+}
+
+/// Returns the stored form of an event's type, as serde writes it.
+fn event_type_value(event: &StoredEvent) -> Result<AttributeValue> {
+    match serde_json::to_value(event.event_type) {
+        Ok(serde_json::Value::String(name)) => Ok(AttributeValue::S(name)),
+        _ => Err(Error::DynamoDb {
+            operation: "TransactWriteItems",
+            table: "events".into(),
+            message: "event type has no string form".into(),
+        }),
+    }
 }
 
 impl DynamoStore {
@@ -42,7 +69,14 @@ impl DynamoStore {
             .expression_attribute_names("#user_id", keys::USER_ID)
             .expression_attribute_names("#applied_at", keys::APPLIED_AT)
             .expression_attribute_values(":user_id", AttributeValue::S(user_id.into()));
-        Self::collect_query(table, query).await
+
+        let mut pages = query.into_paginator().send();
+        let mut events = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| dynamo_error("Query", table, error))?;
+            events.extend(page.items.unwrap_or_default().into_iter().filter_map(|item| parse_event(table, item)));
+        }
+        Ok(events)
     }
 
     /// Reads a user's live profile, strongly consistent.
@@ -84,10 +118,23 @@ impl DynamoStore {
             .key(keys::USER_ID, AttributeValue::S(event.user_id.clone()))
             .key(keys::EVENT_ID, AttributeValue::S(event.event_id.clone()))
             .update_expression("SET #applied_at = :now")
-            .condition_expression("attribute_exists(#event_id) AND attribute_not_exists(#applied_at)")
+            // The record's image must match the stored event, so a record
+            // that does not come from this table cannot change the profile.
+            .condition_expression(
+                "attribute_exists(#event_id) AND attribute_not_exists(#applied_at) AND #item_id = :item_id \
+                 AND #event_type = :event_type AND #quantity = :quantity AND #timestamp = :timestamp",
+            )
             .expression_attribute_names("#applied_at", keys::APPLIED_AT)
             .expression_attribute_names("#event_id", keys::EVENT_ID)
+            .expression_attribute_names("#item_id", keys::ITEM_ID)
+            .expression_attribute_names("#event_type", "event_type")
+            .expression_attribute_names("#quantity", "quantity")
+            .expression_attribute_names("#timestamp", "timestamp")
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":item_id", AttributeValue::S(event.item_id.clone()))
+            .expression_attribute_values(":event_type", event_type_value(event)?)
+            .expression_attribute_values(":quantity", AttributeValue::N(event.quantity.to_string()))
+            .expression_attribute_values(":timestamp", AttributeValue::N(event.timestamp.to_string()))
             .build()
             .map_err(|error| Error::DynamoDb {
                 operation: "TransactWriteItems",
@@ -153,9 +200,7 @@ impl DynamoStore {
         let mut events = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| dynamo_error("Scan", table, error))?;
-            for item in page.items.unwrap_or_default() {
-                events.push(serde_dynamo::from_item(item).map_err(|error| conversion_error("Scan", table, error))?);
-            }
+            events.extend(page.items.unwrap_or_default().into_iter().filter_map(|item| parse_event(table, item)));
         }
         Ok(events)
     }
