@@ -16,6 +16,8 @@ pub struct Config {
     pub artifact_bucket: String,
     /// How long a loaded model version serves before the active version is checked again.
     pub model_refresh: Duration,
+    /// JWT claim that must equal the path's user id on user routes, if any.
+    pub user_id_claim: Option<String>,
 }
 
 fn required(name: &str) -> Result<String> {
@@ -33,7 +35,7 @@ pub const DEFAULT_MODEL_REFRESH_SECONDS: u64 = 60;
 
 impl Config {
     /// Reads `ITEMS_TABLE`, `PROFILES_TABLE`, `EVENTS_TABLE`, `MODEL_STATE_TABLE`,
-    /// `LIVE_PROFILES_TABLE`,
+    /// `LIVE_PROFILES_TABLE`, the optional `USER_ID_CLAIM`,
     /// `ARTIFACT_BUCKET` and the optional `MODEL_REFRESH_SECONDS`.
     pub fn from_env() -> Result<Self> {
         let refresh = match std::env::var("MODEL_REFRESH_SECONDS") {
@@ -53,6 +55,7 @@ impl Config {
             },
             artifact_bucket: required("ARTIFACT_BUCKET")?,
             model_refresh: Duration::from_secs(refresh),
+            user_id_claim: std::env::var("USER_ID_CLAIM").ok().filter(|claim| !claim.trim().is_empty()),
         })
     }
 }

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("user {0:?} not found: no purchases in the model and no stored events")]
     UserNotFound(String),
 
+    /// The caller's token names another user than the path.
+    #[error("the token's {claim:?} claim {found}, so it may not act for user {user_id:?}: use the caller's own user id")]
+    Forbidden { user_id: String, claim: String, found: String },
+
     /// No route of this function matches the method and path.
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -107,6 +111,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ItemNotFound { .. } | Error::UserNotFound(_) | Error::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::PublishConflict { .. } => StatusCode::CONFLICT,
             Error::NoActiveModel | Error::InvalidArtifact { .. } | Error::DynamoDb { .. } | Error::S3 { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -128,6 +133,7 @@ impl Error {
             Error::UserNotFound(_) => "User not found",
             Error::RouteNotFound { .. } => "Route not found",
             Error::MethodNotAllowed { .. } => "Method not allowed",
+            Error::Forbidden { .. } => "Forbidden",
             Error::NoActiveModel => "No active model",
             Error::InvalidArtifact { .. } => "Model artifact invalid",
             Error::DynamoDb { .. } | Error::S3 { .. } => "Dependency unavailable",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
@@ -49,6 +50,9 @@ pub struct AppState {
     /// Items with neighbours by (model version, item id).
     items: moka::future::Cache<(String, String), Arc<ItemRecord>>,
     pub candidate_limits: CandidateLimits,
+    /// JWT claim that must equal the path's user id on user routes. None
+    /// leaves user ids unchecked, as for callers signing with IAM.
+    pub user_id_claim: Option<String>,
 }
 
 impl AppState {
@@ -64,6 +68,7 @@ impl AppState {
                 .time_to_live(model_refresh.max(Duration::from_secs(1)))
                 .build(),
             candidate_limits: CandidateLimits::default(),
+            user_id_claim: None,
         }
     }
 
@@ -73,7 +78,9 @@ impl AppState {
         let sdk_config = load_sdk_config().await;
         let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
         let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
-        Ok(AppState::new(function, store, artifacts, config.model_refresh))
+        let mut state = AppState::new(function, store, artifacts, config.model_refresh);
+        state.user_id_claim = config.user_id_claim;
+        Ok(state)
     }
 }
 
@@ -109,12 +116,34 @@ async fn dispatch(state: &AppState, request: &Request) -> Result<Response<Body>>
     if !allowed {
         return Err(Error::RouteNotFound { method: request.method().to_string(), path: request.raw_http_path().to_string() });
     }
+    if let Route::Recommendations { user_id } | Route::PostEvents { user_id } | Route::Preferences { user_id } = &route {
+        authorize_user(state, request, user_id)?;
+    }
+
     match route {
         Route::PopularItems => popular_items(state, request).await,
         Route::SimilarItems { item_id } => similar_items(state, request, &item_id).await,
         Route::Recommendations { user_id } => recommendations(state, request, &user_id).await,
         Route::PostEvents { user_id } => post_events(state, request, &user_id).await,
         Route::Preferences { user_id } => preferences(state, &user_id).await,
+    }
+}
+
+/// Checks that the caller's JWT names the path's user in the configured claim.
+/// API Gateway has verified the token's signature, issuer and audience before
+/// the function runs, and passes its claims in the request context.
+fn authorize_user(state: &AppState, request: &Request, user_id: &str) -> Result<()> {
+    let Some(claim) = &state.user_id_claim else { return Ok(()) };
+    let claims = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.authorizer.as_ref().and_then(|authorizer| authorizer.jwt.as_ref()),
+        _ => None,
+    }
+    .map(|jwt| &jwt.claims);
+
+    match claims.and_then(|claims| claims.get(claim)) {
+        Some(value) if value == user_id => Ok(()),
+        Some(_) => Err(Error::Forbidden { user_id: user_id.to_string(), claim: claim.clone(), found: "names another user".into() }),
+        None => Err(Error::Forbidden { user_id: user_id.to_string(), claim: claim.clone(), found: "is missing".into() }),
     }
 }
 

@@ -337,3 +337,55 @@ async fn repeated_limit_is_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["field"], "limit");
 }
+
+fn with_claims(mut event: Value, claims: Value) -> Value {
+    event["requestContext"]["authorizer"] = serde_json::json!({ "jwt": { "claims": claims, "scopes": null } });
+    event
+}
+
+#[tokio::test]
+async fn user_claim_must_match_path() {
+    let stack = local_stack("user-claim").await;
+    publish_synthetic(&stack).await;
+    let mut preferences = stack.app(Function::Preferences, Duration::from_secs(60));
+    let mut inference = stack.app(Function::Inference, Duration::from_secs(60));
+    preferences.user_id_claim = Some("shop_user_id".into());
+    inference.user_id_claim = Some("shop_user_id".into());
+    let own = serde_json::json!({ "sub": "abc", "shop_user_id": "17850" });
+    let other = serde_json::json!({ "sub": "abc", "shop_user_id": "20001" });
+    let without = serde_json::json!({ "sub": "abc" });
+
+    for (state, name) in [(&preferences, "preferences"), (&inference, "recommendations"), (&preferences, "post-events")] {
+        let (status, _, body) = call(state, &with_claims(event(name), own.clone())).await;
+        assert!(status.is_success(), "{name} with the user's own claim: {status} {body}");
+
+        let (status, content_type, body) = call(state, &with_claims(event(name), other.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name} with another user's claim: {body}");
+        assert_eq!(content_type, "application/problem+json");
+        assert!(body["detail"].as_str().unwrap().contains("shop_user_id"), "{body}");
+
+        let (status, _, body) = call(state, &with_claims(event(name), without.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name} without the claim: {body}");
+
+        let (status, _, body) = call(state, &event(name)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name} without any token: {body}");
+    }
+
+    // Item routes name no user, so they need no claim.
+    let mut similarity = stack.app(Function::Similarity, Duration::from_secs(60));
+    similarity.user_id_claim = Some("shop_user_id".into());
+    let (status, _, body) = call(&similarity, &event("similar-items")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn unset_claim_lets_any_caller() {
+    let stack = local_stack("no-user-claim").await;
+    publish_synthetic(&stack).await;
+    let preferences = stack.app(Function::Preferences, Duration::from_secs(60));
+    let other = serde_json::json!({ "sub": "abc", "shop_user_id": "20001" });
+
+    let (status, _, body) = call(&preferences, &with_claims(event("preferences"), other)).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
