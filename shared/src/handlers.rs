@@ -4,12 +4,13 @@
 //! problem response, so every request gets a response.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use metrics_cloudwatch_embedded::Collector;
 use serde::Serialize;
 
 use crate::artifacts::{ArtifactStore, BundleParts, ModelBundle};
@@ -17,6 +18,7 @@ use crate::config::{dynamodb_client, load_sdk_config, s3_client, Config};
 use crate::error::{Error, Result};
 use crate::http::{json_body, json_response, parse_limit, query_parameter, route, Route};
 use crate::live_profile::LiveProfile;
+use crate::metrics::{flush_request_metrics, init_metrics, names, peak_rss_mebibytes, CountingScorer};
 use crate::model_cache::ModelCache;
 use crate::preferences::{build_preferences, parse_events, user_history, TrainedProfile};
 use crate::recommend::{serve, CandidateLimits, CandidateSource, Recommendation, Served};
@@ -34,6 +36,15 @@ pub enum Function {
 }
 
 impl Function {
+    /// Returns the function's name, as its crate and the metrics' `Function` dimension spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Similarity => "similarity",
+            Function::Preferences => "preferences",
+            Function::Inference => "inference",
+        }
+    }
+
     fn bundle_parts(self) -> BundleParts {
         match self {
             Function::Similarity | Function::Preferences => BundleParts { neighbours: false, ranker: false, embeddings: false },
@@ -53,6 +64,20 @@ pub struct AppState {
     /// JWT claim that must equal the path's user id on user routes. None
     /// leaves user ids unchecked, as for callers signing with IAM.
     pub user_id_claim: Option<String>,
+    /// EMF recorder that `handle` flushes to standard output after each
+    /// request; None records nothing, as in most tests.
+    pub metrics: Option<&'static Collector>,
+}
+
+/// Model version that answered a request, attached to its response for the
+/// metrics' `ModelVersion` dimension.
+#[derive(Debug, Clone)]
+struct ServedVersion(String);
+
+/// Attaches the model version that produced a response.
+fn with_version(mut response: Response<Body>, model_version: &str) -> Response<Body> {
+    response.extensions_mut().insert(ServedVersion(model_version.to_string()));
+    response
 }
 
 impl AppState {
@@ -69,6 +94,7 @@ impl AppState {
                 .build(),
             candidate_limits: CandidateLimits::default(),
             user_id_claim: None,
+            metrics: None,
         }
     }
 
@@ -80,6 +106,7 @@ impl AppState {
         let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
         let mut state = AppState::new(function, store, artifacts, config.model_refresh);
         state.user_id_claim = config.user_id_claim;
+        state.metrics = Some(init_metrics(function.name())?);
         Ok(state)
     }
 }
@@ -87,10 +114,11 @@ impl AppState {
 /// Handles one request of any route. Every error becomes a problem response, so the
 /// function itself never returns an error to the Lambda runtime.
 pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
+    let started = Instant::now();
     let request_id = request.lambda_context_ref().map(|context| context.request_id.clone()).unwrap_or_default();
     let method = request.method().to_string();
     let path = request.raw_http_path();
-    match dispatch(state, &request).await {
+    let response = match dispatch(state, &request).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -102,6 +130,28 @@ pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
             }
             error.to_response()
         }
+    };
+
+    record_request(&response, started.elapsed());
+    if let Some(collector) = state.metrics {
+        if let Err(error) = flush_request_metrics(collector, &request_id, path, std::io::stdout().lock()) {
+            tracing::warn!(%request_id, %error, "writing the request's metrics failed");
+        }
+    }
+    response
+}
+
+/// Records the latency, status and memory metrics of one answered request.
+fn record_request(response: &Response<Body>, elapsed: Duration) {
+    let model_version = response.extensions().get::<ServedVersion>().map_or_else(|| "none".to_string(), |served| served.0.clone());
+    metrics::histogram!(names::LATENCY, "ModelVersion" => model_version.clone()).record(elapsed.as_secs_f64() * 1_000.0);
+    if response.status().is_server_error() {
+        metrics::counter!(names::ERRORS, "ModelVersion" => model_version).increment(1);
+    } else if response.status().is_client_error() {
+        metrics::counter!(names::CLIENT_ERRORS, "ModelVersion" => model_version).increment(1);
+    }
+    if let Some(mebibytes) = peak_rss_mebibytes() {
+        metrics::gauge!(names::PEAK_RSS).set(mebibytes);
     }
 }
 
@@ -163,8 +213,12 @@ async fn similar_items(state: &AppState, request: &Request, item_id: &str) -> Re
 
     let key = (model_version.clone(), item_id.to_string());
     let item = match state.items.get(&key).await {
-        Some(item) => item,
+        Some(item) => {
+            metrics::counter!(names::CACHE_HITS, "ModelVersion" => model_version.clone()).increment(1);
+            item
+        }
         None => {
+            metrics::counter!(names::CACHE_MISSES, "ModelVersion" => model_version.clone()).increment(1);
             let item = state
                 .store
                 .get_item(&model_version, item_id)
@@ -177,15 +231,16 @@ async fn similar_items(state: &AppState, request: &Request, item_id: &str) -> Re
     };
 
     tracing::info!(item_id, %model_version, neighbours = item.neighbours.len().min(limit), "served similar items");
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &SimilarItemsResponse {
             item_id: item.item_id.clone(),
             title: item.title.clone(),
-            model_version,
+            model_version: model_version.clone(),
             neighbours: item.neighbours.iter().take(limit).cloned().collect(),
         },
-    ))
+    );
+    Ok(with_version(response, &model_version))
 }
 
 /// One entry of `GET /items/popular`.
@@ -231,7 +286,7 @@ async fn popular_items(state: &AppState, request: &Request) -> Result<Response<B
             }
         })
         .collect();
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &PopularItemsResponse {
             model_version: bundle.model_version().to_string(),
@@ -239,7 +294,8 @@ async fn popular_items(state: &AppState, request: &Request) -> Result<Response<B
             recent_days: data.popularity.recent_days,
             items,
         },
-    ))
+    );
+    Ok(with_version(response, bundle.model_version()))
 }
 
 /// Body of `GET /users/{user_id}/recommendations`.
@@ -268,7 +324,12 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
     let history = user_history(profile.as_ref(), &live);
 
     let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
-    let Served { fallback, recommendations: ranked } = serve(&bundle.data, &history, ranker, state.candidate_limits, limit)?;
+    let scorer = CountingScorer::new(ranker);
+    let Served { fallback, recommendations: ranked } = serve(&bundle.data, &history, &scorer, state.candidate_limits, limit)?;
+    metrics::counter!(names::CANDIDATES_SCORED, "ModelVersion" => bundle.model_version().to_string()).increment(scorer.rows() as u64);
+    if fallback.is_some() {
+        metrics::counter!(names::FALLBACKS, "ModelVersion" => bundle.model_version().to_string()).increment(1);
+    }
 
     let from_neighbours = ranked.iter().filter(|r| r.source == CandidateSource::Neighbours).count();
     let from_embedding = ranked.iter().filter(|r| r.source == CandidateSource::Embedding).count();
@@ -283,7 +344,7 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
         fallback = fallback.unwrap_or("none"),
         "served recommendations"
     );
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &RecommendationsResponse {
             user_id: user_id.to_string(),
@@ -292,7 +353,8 @@ async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> 
             fallback,
             recommendations: ranked,
         },
-    ))
+    );
+    Ok(with_version(response, bundle.model_version()))
 }
 
 /// Body of `POST /users/{user_id}/events`.
@@ -339,5 +401,5 @@ async fn preferences(state: &AppState, user_id: &str) -> Result<Response<Body>> 
     let (profile, live) = load_user(state, &bundle, user_id).await?;
     let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref(), &live)?;
     tracing::info!(user_id, model_version = bundle.model_version(), events = live.events.total(), "served preferences");
-    Ok(json_response(StatusCode::OK, &preferences))
+    Ok(with_version(json_response(StatusCode::OK, &preferences), bundle.model_version()))
 }

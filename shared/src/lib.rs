@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod http;
 pub mod ingest;
 pub mod live_profile;
+pub mod metrics;
 pub mod model;
 pub mod model_cache;
 pub mod preferences;
