@@ -99,8 +99,12 @@ const ALLOWED_ACTIONS: [&str; 11] = [
     "sqs:SendMessage",
 ];
 
-/// The only managed policy a role may attach: writing the function's logs.
-const BASIC_EXECUTION_ROLE: &str = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+/// The only managed policies a role may attach: writing the function's logs,
+/// and trace segments, which X-Ray accepts on no narrower resource than "*".
+const ALLOWED_MANAGED_POLICIES: [&str; 2] = [
+    "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess",
+];
 
 /// Event types for which SAM attaches a managed policy on every resource
 /// unless the function brings its own role.
@@ -153,10 +157,10 @@ fn policy_violations(template: &Value) -> Vec<String> {
             }
             Some("AWS::IAM::Role") => {
                 for arn in resource["Properties"]["ManagedPolicyArns"].as_sequence().into_iter().flatten() {
-                    let is_basic =
-                        matches!(arn, Value::Tagged(tagged) if tagged.tag == "Sub" && tagged.value.as_str() == Some(BASIC_EXECUTION_ROLE));
-                    if !is_basic {
-                        violations.push(format!("{owner}: managed policy {arn:?} is not the basic execution role"));
+                    let allowed = matches!(arn, Value::Tagged(tagged)
+                        if tagged.tag == "Sub" && tagged.value.as_str().is_some_and(|text| ALLOWED_MANAGED_POLICIES.contains(&text)));
+                    if !allowed {
+                        violations.push(format!("{owner}: managed policy {arn:?} is not the basic execution or X-Ray write policy"));
                     }
                 }
             }
