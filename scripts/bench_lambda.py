@@ -154,9 +154,11 @@ def parse_function_spec(text):
     if not folder_path.is_dir():
         raise BenchError(f"working folder {folder_path} of function {name} not found")
     # A relative program path with a "/" is relative to the runtime's folder.
+    # abspath keeps symbolic links: a venv's python finds its packages only
+    # when started through the link in the venv.
     program = command[0]
     if "/" in program:
-        program_path = (folder_path / program).resolve()
+        program_path = Path(os.path.abspath(folder_path / program))
         if not os.access(program_path, os.X_OK):
             raise BenchError(f"runtime command {program_path} of function {name} not found or not executable")
         command[0] = str(program_path)
