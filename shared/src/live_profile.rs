@@ -179,17 +179,7 @@ impl LiveProfile {
 mod tests {
     use super::*;
 
-    fn event(event_id: &str, event_type: EventType, item_id: &str, timestamp: i64) -> StoredEvent {
-        StoredEvent {
-            user_id: "u1".into(),
-            event_id: event_id.into(),
-            event_type,
-            item_id: item_id.into(),
-            quantity: 2,
-            timestamp,
-            received_at: 1_000_000,
-        }
-    }
+    use crate::preferences::test_events::event;
 
     fn sample_events() -> Vec<StoredEvent> {
         vec![

@@ -478,6 +478,25 @@ fn purchase_frequency(order_times: &[i64]) -> PurchaseFrequency {
     PurchaseFrequency { orders, active_days, orders_per_month, mean_days_between_orders }
 }
 
+/// Event builders shared by the unit tests of this crate.
+#[cfg(test)]
+pub(crate) mod test_events {
+    use super::{EventType, StoredEvent};
+
+    /// Builds an event of user "u1" with quantity 2, received when it happened.
+    pub(crate) fn event(event_id: &str, event_type: EventType, item_id: &str, timestamp: i64) -> StoredEvent {
+        StoredEvent {
+            user_id: "u1".into(),
+            event_id: event_id.into(),
+            event_type,
+            item_id: item_id.into(),
+            quantity: 2,
+            timestamp,
+            received_at: timestamp,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,17 +620,7 @@ mod tests {
         ModelData::new(catalogue, Popularity::default(), FxHashMap::default())
     }
 
-    fn event(event_id: &str, event_type: EventType, item_id: &str, timestamp: i64) -> StoredEvent {
-        StoredEvent {
-            user_id: "u1".into(),
-            event_id: event_id.into(),
-            event_type,
-            item_id: item_id.into(),
-            quantity: 2,
-            timestamp,
-            received_at: timestamp,
-        }
-    }
+    use crate::preferences::test_events::event;
 
     #[test]
     fn preferences_merge_profile_and_events() {
