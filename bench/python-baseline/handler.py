@@ -164,10 +164,10 @@ def get_verified(manifest, name):
         raise invalid_artifact(model_version, name, "not listed in the manifest")
     data = get_object(entry["key"])
     if len(data) != entry["size"]:
-        raise invalid_artifact(model_version, entry["key"], f"size is {len(data)} bytes, the manifest says {entry['size']}")
+        raise invalid_artifact(model_version, entry["key"], f"size is {len(data)} bytes, expected {entry['size']} from the manifest")
     digest = sha256_hex(data)
     if digest != entry["sha256"]:
-        raise invalid_artifact(model_version, entry["key"], f"sha256 is {digest}, the manifest says {entry['sha256']}")
+        raise invalid_artifact(model_version, entry["key"], f"sha256 is {digest}, expected {entry['sha256']} from the manifest")
     return data
 
 

@@ -69,7 +69,7 @@ pub struct AppState {
     pub metrics: Option<&'static Collector>,
 }
 
-/// Model version that answered a request, attached to its response for the
+/// Model version that served a request, attached to its response for the
 /// metrics' `ModelVersion` dimension.
 #[derive(Debug, Clone)]
 struct ServedVersion(String);
@@ -141,7 +141,7 @@ pub async fn handle(state: &AppState, request: Request) -> Response<Body> {
     response
 }
 
-/// Records the latency, status and memory metrics of one answered request.
+/// Records the latency, status and memory metrics of one finished request.
 fn record_request(response: &Response<Body>, elapsed: Duration) {
     let model_version = response.extensions().get::<ServedVersion>().map_or_else(|| "none".to_string(), |served| served.0.clone());
     metrics::histogram!(names::LATENCY, "ModelVersion" => model_version.clone()).record(elapsed.as_secs_f64() * 1_000.0);

@@ -24,9 +24,9 @@ pub const RECENT_EVENT_IDS: usize = 100;
 
 /// Items a live profile keeps; the least recently active ones go first.
 ///
-/// With ids of up to 128 bytes and about 100 bytes of counts per item (an
-/// estimate), this keeps a profile near 250 KB at most, under DynamoDB's
-/// 400 KB item limit, so it keeps updating however many items a user touches.
+/// Ids take up to 128 bytes and counts about 100 bytes per item (an estimate),
+/// so a profile stays near 250 KB at most, under DynamoDB's 400 KB item limit.
+/// It therefore keeps updating however many items a user touches.
 pub const MAX_ITEMS: usize = 1_000;
 
 /// Purchase times a live profile keeps; the oldest ones go first.

@@ -6,9 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Builds the functions' JSON log subscriber writing to `writer`.
 ///
-/// Each line carries the fields its log call records, such as the user and
-/// item ids, and under `span` the Lambda request id (`requestId`) of the
-/// runtime's invoke span.
+/// Each line contains the fields its log call records, such as the user and
+/// item ids. Under `span` it contains the Lambda request id (`requestId`) of
+/// the runtime's invoke span.
 pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,

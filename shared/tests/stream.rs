@@ -1,7 +1,7 @@
 //! The live-profile stream function against DynamoDB Local: events posted
 //! through the API are read back from the events table's real stream, turned
 //! into the batches Lambda delivers, and applied. Replays change nothing, a bad
-//! record is reported alone, and answers stay the same once the stream catches up.
+//! record is reported alone, and responses stay the same once the stream catches up.
 
 mod common;
 
@@ -258,7 +258,7 @@ async fn unreachable_table_fails_every_record() {
     assert_eq!(failed, expected);
     assert_eq!(report.failed, 5);
 
-    // Lambda delivers the records again once the table answers: nothing was lost.
+    // Lambda delivers the records again once the table responds: nothing was lost.
     let (response, report) = apply_stream_batch(&stack.store, batch, now()).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(report.applied, 5);

@@ -94,8 +94,8 @@ impl DynamoStore {
         output.item.map(|item| serde_dynamo::from_item(item).map_err(|error| conversion_error("GetItem", table, error))).transpose()
     }
 
-    /// Reads everything a user's events say: the live profile with the events
-    /// that are not applied yet folded in.
+    /// Reads a user's live profile with the events that are not applied yet
+    /// folded in.
     ///
     /// The pending events are read first. An event that the stream function
     /// applies between the two reads is then in both, and the profile's list

@@ -230,7 +230,7 @@ impl DynamoStore {
     /// consistent. The records never change once written, but the publisher
     /// switches the active version right after writing the last of them, and an
     /// eventually consistent read just after the switch could miss a record and
-    /// answer 404 or the popular fallback under the new version.
+    /// return 404 or the popular fallback under the new version.
     async fn get_versioned<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,

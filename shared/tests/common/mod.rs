@@ -170,9 +170,9 @@ pub async fn publish_synthetic(stack: &LocalStack) -> PublishReport {
     publish(&trained, &options, &stack.store, &stack.artifacts, &mut Quiet).await.expect("publish")
 }
 
-/// Builds an API Gateway v2 GET request for `path` with the raw query string `query`.
-pub fn get_request(path: &str, query: &str) -> lambda_http::Request {
-    let event = serde_json::json!({
+/// Builds an API Gateway v2 request event; a POST carries `body` as JSON.
+fn api_request(method: &str, path: &str, query: &str, body: Option<&str>) -> lambda_http::Request {
+    let mut event = serde_json::json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
@@ -180,31 +180,25 @@ pub fn get_request(path: &str, query: &str) -> lambda_http::Request {
         "headers": {"accept": "application/json"},
         "requestContext": {
             "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
             "requestId": "test", "routeKey": "$default", "stage": "$default",
             "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
         },
         "isBase64Encoded": false
     });
+    if let Some(body) = body {
+        event["headers"]["content-type"] = "application/json".into();
+        event["body"] = body.into();
+    }
     lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
+}
+
+/// Builds an API Gateway v2 GET request for `path` with the raw query string `query`.
+pub fn get_request(path: &str, query: &str) -> lambda_http::Request {
+    api_request("GET", path, query, None)
 }
 
 /// Builds an API Gateway v2 POST request for `path` with a JSON `body`.
 pub fn post_request(path: &str, body: &str) -> lambda_http::Request {
-    let event = serde_json::json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"accept": "application/json", "content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-            "requestId": "test", "routeKey": "$default", "stage": "$default",
-            "time": "09/Dec/2011:12:00:00 +0000", "timeEpoch": 1323432000000u64
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
+    api_request("POST", path, "", Some(body))
 }
