@@ -49,6 +49,8 @@ struct Fixture {
     model_version: String,
     known_user_id: String,
     known_user: UserHistory,
+    /// Every trained user's history with the limits that give it [`WIDE_CANDIDATES`] candidates.
+    all_users: Vec<(UserHistory, CandidateLimits)>,
     /// Limits that give the known user [`WIDE_CANDIDATES`] candidates.
     wide_limits: CandidateLimits,
     visitor: UserHistory,
@@ -85,7 +87,7 @@ fn visitor_history(data: &ModelData) -> UserHistory {
     let user_id = "bench-visitor";
     let mut live = LiveProfile::new(user_id);
     for (index, (event_type, item_id)) in VISITOR_EVENTS.into_iter().enumerate() {
-        if !data.catalogue.contains_key(item_id) {
+        if data.item(item_id).is_none() {
             fail(&format!(
                 "item {item_id} of the visitor's events was not found in the trained catalogue: set SHOPREC_DATA to the Online Retail data"
             ));
@@ -108,19 +110,25 @@ fn visitor_history(data: &ModelData) -> UserHistory {
 /// more neighbours, popular items and items near the latest ones than the
 /// defaults allow, and as many items near the user vector as fill the rest.
 fn limits_for(data: &ModelData, history: &UserHistory, target: usize) -> CandidateLimits {
+    exact_limits(data, history, target)
+        .unwrap_or_else(|| fail(&format!("found no candidate limits that give the known user exactly {target} candidates")))
+}
+
+/// Returns limits under which the history gets exactly `target` candidates, if any do.
+fn exact_limits(data: &ModelData, history: &UserHistory, target: usize) -> Option<CandidateLimits> {
     let mut limits = CandidateLimits { neighbours: 700, embedding: 0, similar_to_recent: 100, popular: 100 };
     // Items near the user vector can push popular ones out, so the count is
     // checked again after each step.
     for _ in 0..10 {
         let count = generate_candidates(data, history, limits).len();
         match count.cmp(&target) {
-            Ordering::Equal => return limits,
+            Ordering::Equal => return Some(limits),
             Ordering::Less => limits.embedding += target - count,
             Ordering::Greater if limits.embedding >= count - target => limits.embedding -= count - target,
             Ordering::Greater => break,
         }
     }
-    fail(&format!("found no candidate limits that give the known user exactly {target} candidates"))
+    None
 }
 
 fn fixture() -> Fixture {
@@ -141,17 +149,31 @@ fn fixture() -> Fixture {
     let known_user = user_history(Some(profile), &LiveProfile::new(&profile.user_id));
     let visitor = visitor_history(&data);
     let wide_limits = limits_for(&data, &known_user, WIDE_CANDIDATES);
+    let all_users: Vec<(UserHistory, CandidateLimits)> = trained
+        .profiles
+        .iter()
+        .filter_map(|profile| {
+            let history = user_history(Some(profile), &LiveProfile::new(&profile.user_id));
+            let limits = exact_limits(&data, &history, WIDE_CANDIDATES)?;
+            Some((history, limits))
+        })
+        .collect();
     eprintln!(
         "serving bench: read {} rows and trained in {:.1} s; {} catalogue items; known user {} with {} items; visitor with {} items",
         cleaning.rows_read,
         started.elapsed().as_secs_f64(),
-        data.catalogue.len(),
+        data.catalogue().len(),
         profile.user_id,
         known_user.size(),
         visitor.size(),
     );
     eprintln!("serving bench: the known user gets {WIDE_CANDIDATES} candidates under {wide_limits:?}");
-    Fixture { data, ranker, model_version, known_user_id: profile.user_id.clone(), known_user, wide_limits, visitor }
+    eprintln!(
+        "serving bench: {} of {} trained users can get exactly {WIDE_CANDIDATES} candidates",
+        all_users.len(),
+        trained.profiles.len()
+    );
+    Fixture { data, ranker, model_version, known_user_id: profile.user_id.clone(), known_user, all_users, wide_limits, visitor }
 }
 
 fn bench_candidates(c: &mut Criterion, fixture: &Fixture) {
@@ -232,7 +254,7 @@ fn bench_serve(c: &mut Criterion, fixture: &Fixture) {
 }
 
 fn bench_fold_in(c: &mut Criterion, fixture: &Fixture) {
-    let embeddings = fixture.data.embeddings.as_ref().unwrap_or_else(|| fail("the trained model has no embeddings"));
+    let embeddings = fixture.data.embeddings().unwrap_or_else(|| fail("the trained model has no embeddings"));
     let mut group = c.benchmark_group("fold_in");
     for (name, history) in [("known_user", &fixture.known_user), ("visitor", &fixture.visitor)] {
         if embeddings.fold_in(history).is_none() {
@@ -246,6 +268,21 @@ fn bench_fold_in(c: &mut Criterion, fixture: &Fixture) {
 /// Calls of each `serve()` case timed one by one for the percentiles.
 const TIMED_CALLS: usize = 1_000;
 
+/// Rounds over every trained user in the percentiles across users.
+const USER_ROUNDS: usize = 3;
+
+/// Prints p50, p99 and max of durations.
+fn print_percentiles(case: &str, calls: &str, mut times: Vec<Duration>) {
+    times.sort_unstable();
+    let percentile = |fraction: f64| times[((times.len() - 1) as f64 * fraction).round() as usize];
+    eprintln!(
+        "serving bench: serve/{case} over {calls}: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(0.5),
+        percentile(0.99),
+        times[times.len() - 1],
+    );
+}
+
 /// Times single `serve()` calls and prints p50, p99 and max per case. Criterion
 /// reports the mean and median of samples that each average many calls, so it
 /// does not show the slowest calls.
@@ -256,22 +293,28 @@ fn print_serve_percentiles(fixture: &Fixture) {
         ("known_user_1000_candidates", &fixture.known_user, fixture.wide_limits),
     ];
     for (name, history, limits) in cases {
-        let mut times: Vec<Duration> = (0..TIMED_CALLS)
+        let times: Vec<Duration> = (0..TIMED_CALLS)
             .map(|_| {
                 let started = Instant::now();
                 black_box(serve(&fixture.data, black_box(history), &fixture.ranker, limits, DEFAULT_LIMIT).expect("serve"));
                 started.elapsed()
             })
             .collect();
-        times.sort_unstable();
-        let percentile = |fraction: f64| times[((times.len() - 1) as f64 * fraction).round() as usize];
-        eprintln!(
-            "serving bench: serve/{name} over {TIMED_CALLS} single calls: p50 {:?}, p99 {:?}, max {:?}",
-            percentile(0.5),
-            percentile(0.99),
-            times[times.len() - 1],
-        );
+        print_percentiles(name, &format!("{TIMED_CALLS} single calls"), times);
     }
+
+    // Requests come from many users, most with far shorter histories than the
+    // known user's, so the p99 of a request mix is over users.
+    let mut times = Vec::with_capacity(USER_ROUNDS * fixture.all_users.len());
+    for _ in 0..USER_ROUNDS {
+        for (history, limits) in &fixture.all_users {
+            let started = Instant::now();
+            black_box(serve(&fixture.data, black_box(history), &fixture.ranker, *limits, DEFAULT_LIMIT).expect("serve"));
+            times.push(started.elapsed());
+        }
+    }
+    let calls = format!("{} calls, {USER_ROUNDS} rounds over every trained user", times.len());
+    print_percentiles("all_users_1000_candidates", &calls, times);
 }
 
 fn serving(c: &mut Criterion) {

@@ -188,7 +188,9 @@ impl ArtifactStore {
         };
 
         let mut data = ModelData::new(catalogue, popularity, neighbours);
-        data.embeddings = embeddings;
+        if let Some(embeddings) = embeddings {
+            data = data.with_embeddings(embeddings);
+        }
         Ok(ModelBundle { data, manifest, ranker })
     }
 }

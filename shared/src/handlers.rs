@@ -271,13 +271,13 @@ async fn popular_items(state: &AppState, request: &Request) -> Result<Response<B
     };
     let bundle = state.models.get().await?;
     let data = &bundle.data;
-    let list = if window == "recent" { &data.popularity.recent } else { &data.popularity.all_time };
+    let list = if window == "recent" { &data.popularity().recent } else { &data.popularity().all_time };
 
     let items = list
         .iter()
         .take(limit)
         .map(|item_id| {
-            let item = data.catalogue.get(item_id);
+            let item = data.item(item_id);
             PopularItem {
                 item_id: item_id.clone(),
                 title: data.title(item_id).to_string(),
@@ -291,7 +291,7 @@ async fn popular_items(state: &AppState, request: &Request) -> Result<Response<B
         &PopularItemsResponse {
             model_version: bundle.model_version().to_string(),
             window,
-            recent_days: data.popularity.recent_days,
+            recent_days: data.popularity().recent_days,
             items,
         },
     );

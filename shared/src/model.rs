@@ -161,16 +161,67 @@ impl Manifest {
     }
 }
 
+/// Marks "no row" in the row tables of [`ModelData`].
+const NO_ROW: u32 = u32::MAX;
+
+/// One neighbour of an item, by item row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeighbourRow {
+    pub row: u32,
+    pub score: f32,
+    pub kind: NeighbourKind,
+}
+
+/// Logarithms of a catalogue item's facts that the ranker's features use,
+/// computed once per model version instead of once per candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ItemLogs {
+    /// ln(1 + distinct buyers).
+    pub buyers: f32,
+    /// ln(1 + distinct buyers in the recent window).
+    pub recent_buyers: f32,
+    /// ln(price), when the price is above zero.
+    pub price: Option<f64>,
+}
+
+impl ItemLogs {
+    fn new(item: &CatalogueItem) -> Self {
+        ItemLogs {
+            buyers: (item.buyers as f32).ln_1p(),
+            recent_buyers: (item.recent_buyers as f32).ln_1p(),
+            price: (item.price > 0.0).then(|| item.price.ln()),
+        }
+    }
+}
+
 /// Everything candidate generation, feature building and profiles read from a model version.
+///
+/// Every item gets a row when the data is built: first the catalogue in its
+/// order, then any id that only the neighbours, the popular lists or the
+/// embeddings name. The request path works on rows, so it hashes each
+/// history item once and then reads plain arrays.
 #[derive(Debug, Clone, Default)]
 pub struct ModelData {
-    pub catalogue: FxHashMap<String, CatalogueItem>,
-    pub popularity: Popularity,
-    pub neighbours: FxHashMap<String, Vec<Neighbour>>,
     /// Inverse document frequency of title terms over the catalogue.
     pub term_idf: FxHashMap<String, f32>,
     pub price_bands: [f64; 2],
-    pub embeddings: Option<ItemEmbeddings>,
+    popularity: Popularity,
+    /// Catalogue items; item row `r` below `catalogue.len()` is `catalogue[r]`.
+    catalogue: Vec<CatalogueItem>,
+    /// Feature logarithms of every catalogue row.
+    item_logs: Vec<ItemLogs>,
+    /// Item id of every row.
+    item_ids: Vec<String>,
+    rows: FxHashMap<String, u32>,
+    /// Neighbours of every row, best first.
+    neighbours: Vec<Vec<NeighbourRow>>,
+    /// Popular rows, recent first and then all-time, each once.
+    popular_rows: Vec<u32>,
+    embeddings: Option<ItemEmbeddings>,
+    /// Embedding row of every item row, or [`NO_ROW`].
+    embedding_rows: Vec<u32>,
+    /// Item row of every embedding row.
+    item_rows_by_embedding: Vec<u32>,
 }
 
 impl ModelData {
@@ -178,19 +229,126 @@ impl ModelData {
     pub fn new(catalogue: Vec<CatalogueItem>, popularity: Popularity, neighbours: FxHashMap<String, Vec<Neighbour>>) -> Self {
         let term_idf = crate::preferences::title_term_idf(catalogue.iter().map(|item| item.title.as_str()));
         let price_bands = price_terciles(catalogue.iter().map(|item| item.price));
-        let catalogue = catalogue.into_iter().map(|item| (item.item_id.clone(), item)).collect();
-        ModelData { catalogue, popularity, neighbours, term_idf, price_bands, embeddings: None }
+        let mut data = ModelData { term_idf, price_bands, ..ModelData::default() };
+        for item in &catalogue {
+            data.add_row(&item.item_id);
+        }
+        data.item_logs = catalogue.iter().map(ItemLogs::new).collect();
+        data.catalogue = catalogue;
+
+        let mut neighbour_rows: Vec<(u32, Vec<NeighbourRow>)> = Vec::with_capacity(neighbours.len());
+        for (item_id, list) in &neighbours {
+            let row = data.add_row(item_id);
+            let list = list
+                .iter()
+                .map(|neighbour| NeighbourRow { row: data.add_row(&neighbour.item_id), score: neighbour.score, kind: neighbour.kind })
+                .collect();
+            neighbour_rows.push((row, list));
+        }
+        let popular: Vec<u32> = popularity.recent.iter().chain(&popularity.all_time).map(|item_id| data.add_row(item_id)).collect();
+        let mut listed = vec![false; data.item_ids.len()];
+        data.popular_rows = popular.into_iter().filter(|&row| !std::mem::replace(&mut listed[row as usize], true)).collect();
+        data.popularity = popularity;
+
+        data.neighbours = vec![Vec::new(); data.item_ids.len()];
+        for (row, list) in neighbour_rows {
+            data.neighbours[row as usize] = list;
+        }
+        data.embedding_rows = vec![NO_ROW; data.item_ids.len()];
+        data
+    }
+
+    /// Returns the row of an item id, adding one when the id is new.
+    fn add_row(&mut self, item_id: &str) -> u32 {
+        if let Some(&row) = self.rows.get(item_id) {
+            return row;
+        }
+        let row = self.item_ids.len() as u32;
+        self.item_ids.push(item_id.to_string());
+        self.rows.insert(item_id.to_string(), row);
+        row
     }
 
     /// Adds item embeddings.
     pub fn with_embeddings(mut self, embeddings: ItemEmbeddings) -> Self {
+        self.item_rows_by_embedding = (0..embeddings.len()).map(|row| self.add_row(embeddings.item_id(row))).collect();
+        self.neighbours.resize(self.item_ids.len(), Vec::new());
+        self.embedding_rows = vec![NO_ROW; self.item_ids.len()];
+        for (embedding_row, &item_row) in self.item_rows_by_embedding.iter().enumerate() {
+            self.embedding_rows[item_row as usize] = embedding_row as u32;
+        }
         self.embeddings = Some(embeddings);
         self
     }
 
+    /// Returns the catalogue items.
+    pub fn catalogue(&self) -> &[CatalogueItem] {
+        &self.catalogue
+    }
+
+    /// Returns the catalogue entry of an item.
+    pub fn item(&self, item_id: &str) -> Option<&CatalogueItem> {
+        self.row(item_id).and_then(|row| self.catalogue.get(row))
+    }
+
     /// Returns the title of an item, or an empty string for an unknown item.
     pub fn title(&self, item_id: &str) -> &str {
-        self.catalogue.get(item_id).map_or("", |item| item.title.as_str())
+        self.item(item_id).map_or("", |item| item.title.as_str())
+    }
+
+    /// Returns the popular item lists.
+    pub fn popularity(&self) -> &Popularity {
+        &self.popularity
+    }
+
+    /// Returns the item embeddings, if the model version has them.
+    pub fn embeddings(&self) -> Option<&ItemEmbeddings> {
+        self.embeddings.as_ref()
+    }
+
+    /// Returns the number of item rows.
+    pub fn rows(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// Returns the row of an item id.
+    pub fn row(&self, item_id: &str) -> Option<usize> {
+        self.rows.get(item_id).map(|&row| row as usize)
+    }
+
+    /// Returns the item id of a row.
+    pub fn item_id(&self, row: usize) -> &str {
+        &self.item_ids[row]
+    }
+
+    /// Returns the catalogue entry of a row, if the row is a catalogue item.
+    pub fn item_at(&self, row: usize) -> Option<&CatalogueItem> {
+        self.catalogue.get(row)
+    }
+
+    /// Returns the feature logarithms of a row; zeros and no price for an id outside the catalogue.
+    pub fn item_logs(&self, row: usize) -> ItemLogs {
+        self.item_logs.get(row).copied().unwrap_or_default()
+    }
+
+    /// Returns the neighbours of a row, best first.
+    pub fn neighbours_at(&self, row: usize) -> &[NeighbourRow] {
+        &self.neighbours[row]
+    }
+
+    /// Returns the popular rows, recent first and then all-time, each once.
+    pub fn popular_rows(&self) -> &[u32] {
+        &self.popular_rows
+    }
+
+    /// Returns the embedding row of an item row.
+    pub fn embedding_row(&self, row: usize) -> Option<usize> {
+        self.embedding_rows.get(row).copied().filter(|&row| row != NO_ROW).map(|row| row as usize)
+    }
+
+    /// Returns the item row of an embedding row.
+    pub fn item_row_of_embedding(&self, embedding_row: usize) -> usize {
+        self.item_rows_by_embedding[embedding_row] as usize
     }
 }
 

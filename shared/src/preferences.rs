@@ -410,7 +410,7 @@ pub fn build_preferences(
         .chain(interest.iter().map(|(item_id, weight)| (*item_id, *weight)));
     let themes = themes(data, weighted_items);
 
-    let prices: Vec<f64> = purchases.keys().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
+    let prices: Vec<f64> = purchases.keys().filter_map(|item_id| data.item(item_id).map(|item| item.price)).collect();
     let price_band = price_band(prices, data.price_bands);
 
     order_times.sort_unstable();

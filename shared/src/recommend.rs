@@ -102,21 +102,26 @@ impl UserHistory {
             .chain(self.interest.keys())
             .map(|item_id| (item_id.as_str(), self.last_at.get(item_id).copied().unwrap_or(i64::MIN)))
             .collect();
-        items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        items.truncate(count);
+        let latest_first = |a: &(&str, i64), b: &(&str, i64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+        if items.len() > count {
+            items.select_nth_unstable_by(count, latest_first);
+            items.truncate(count);
+        }
+        items.sort_by(latest_first);
         items.into_iter().map(|(item_id, _)| item_id).collect()
     }
 
     /// Returns the median catalogue price of the purchased items, or of the items
     /// of interest for a user who bought nothing yet, if any price is known.
     pub fn median_price(&self, data: &ModelData) -> Option<f64> {
-        let items: Vec<&String> = if self.purchased.is_empty() { self.interest.keys().collect() } else { self.purchased.keys().collect() };
-        let mut prices: Vec<f64> = items.into_iter().filter_map(|item_id| data.catalogue.get(item_id).map(|item| item.price)).collect();
+        let items = if self.purchased.is_empty() { &self.interest } else { &self.purchased };
+        let mut prices: Vec<f64> = items.keys().filter_map(|item_id| data.item(item_id).map(|item| item.price)).collect();
         if prices.is_empty() {
             return None;
         }
-        prices.sort_by(f64::total_cmp);
-        Some(prices[prices.len() / 2])
+        let middle = prices.len() / 2;
+        let (_, median, _) = prices.select_nth_unstable_by(middle, f64::total_cmp);
+        Some(*median)
     }
 }
 
@@ -146,12 +151,15 @@ pub struct Candidate {
     pub related_last_at: Option<i64>,
     pub embedding_score: f32,
     pub recent_similarity: f32,
+    /// Row of the item in the model data.
+    row: usize,
 }
 
 impl Candidate {
-    fn new(item_id: &str, source: CandidateSource) -> Self {
+    fn new(data: &ModelData, row: usize, source: CandidateSource) -> Self {
         Candidate {
-            item_id: item_id.to_string(),
+            item_id: data.item_id(row).to_string(),
+            row,
             source,
             neighbour_score_sum: 0.0,
             neighbour_score_max: 0.0,
@@ -180,20 +188,57 @@ impl Default for CandidateLimits {
     }
 }
 
-/// Embedding scores of every item for one user, by embedding row.
-struct EmbeddingSignals {
-    user_scores: Vec<f32>,
-    recent_similarity: Vec<f32>,
+/// One history item that has a row in the model data.
+struct Seed {
+    row: usize,
+    /// Weight of the item's neighbours: 1 for a purchase, the interest weight otherwise.
+    weight: f32,
+    /// Strength of the interaction for fold-in: orders for a purchase, the interest weight otherwise.
+    strength: f32,
+    last_at: Option<i64>,
 }
 
-impl EmbeddingSignals {
-    fn compute(data: &ModelData, history: &UserHistory) -> Option<Self> {
-        let embeddings = data.embeddings.as_ref()?;
-        let user = embeddings.fold_in(history)?;
-        let seeds: Vec<usize> = history.recent_items(RECENT_SEEDS).into_iter().filter_map(|item_id| embeddings.row(item_id)).collect();
-        Some(EmbeddingSignals { user_scores: embeddings.scores(&user), recent_similarity: embeddings.max_similarity(&seeds) })
+/// The user's history by item row, built once per request so that the steps
+/// after it read arrays instead of hashing item ids.
+struct HistoryRows {
+    seeds: Vec<Seed>,
+    /// True for every row the user bought, viewed or carted.
+    in_history: Vec<bool>,
+}
+
+impl HistoryRows {
+    fn new(data: &ModelData, history: &UserHistory) -> Self {
+        // Views and carts weigh less than purchases beside them. A visitor who bought
+        // nothing yet has only them, and the ranker learned its weights from buyers,
+        // so for that visitor they count as much as purchases do.
+        let interest_floor = if history.purchased.is_empty() { 1.0 } else { 0.0 };
+        let mut in_history = vec![false; data.rows()];
+        let seeds = history
+            .purchased
+            .iter()
+            .map(|(item_id, &orders)| (item_id, 1.0_f32, orders))
+            .chain(history.interest.iter().map(|(item_id, &weight)| (item_id, weight.max(interest_floor), weight)))
+            .filter_map(|(item_id, weight, strength)| {
+                let row = data.row(item_id)?;
+                in_history[row] = true;
+                Some(Seed { row, weight, strength, last_at: history.last_at.get(item_id).copied() })
+            })
+            .collect();
+        HistoryRows { seeds, in_history }
     }
 }
+
+/// Neighbour signals gathered for one item row.
+#[derive(Clone, Copy)]
+struct NeighbourSignal {
+    sum: f32,
+    max: f32,
+    hits: u32,
+    related_last_at: Option<i64>,
+    co_purchase: bool,
+}
+
+const NO_SIGNAL: NeighbourSignal = NeighbourSignal { sum: 0.0, max: 0.0, hits: 0, related_last_at: None, co_purchase: false };
 
 /// Returns the rows of the `count` highest values, best first, among rows that `keep` accepts.
 fn top_rows(values: &[f32], count: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
@@ -211,83 +256,93 @@ fn top_rows(values: &[f32], count: usize, keep: impl Fn(usize) -> bool) -> Vec<u
 /// the user's vector and near the latest history items, then popular items,
 /// never an item the user already bought, viewed or carted.
 pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: CandidateLimits) -> Vec<Candidate> {
-    let mut candidates = neighbour_candidates(data, history, limits.neighbours);
-    let mut chosen: FxHashSet<String> = candidates.iter().map(|candidate| candidate.item_id.clone()).collect();
+    let rows = HistoryRows::new(data, history);
+    let mut excluded = rows.in_history.clone();
+    let mut candidates = neighbour_candidates(data, &rows, limits.neighbours);
+    let mut candidate_rows: Vec<usize> = candidates.iter().map(|(row, _)| *row).collect();
+    for &row in &candidate_rows {
+        excluded[row] = true;
+    }
+    let mut candidates: Vec<Candidate> = candidates.drain(..).map(|(_, candidate)| candidate).collect();
 
-    let signals = data.embeddings.as_ref().and_then(|embeddings| Some((embeddings, EmbeddingSignals::compute(data, history)?)));
-    if let Some((embeddings, signals)) = &signals {
-        let fresh = |row: usize| {
-            let item_id = embeddings.item_id(row);
-            !history.contains(item_id) && !chosen.contains(item_id)
-        };
-        let mut rows = top_rows(&signals.user_scores, limits.embedding, fresh);
-        let near_recent = top_rows(&signals.recent_similarity, limits.similar_to_recent + rows.len(), fresh);
-        let from_user: FxHashSet<usize> = rows.iter().copied().collect();
-        rows.extend(near_recent.into_iter().filter(|row| !from_user.contains(row)).take(limits.similar_to_recent));
-        for row in rows {
-            chosen.insert(embeddings.item_id(row).to_string());
-            candidates.push(Candidate::new(embeddings.item_id(row), CandidateSource::Embedding));
+    let signals = data.embeddings().and_then(|embeddings| {
+        let strengths = rows.seeds.iter().filter_map(|seed| Some((data.embedding_row(seed.row)?, seed.strength)));
+        let user = embeddings.fold_in_rows(strengths)?;
+        let recent: Vec<usize> = history.recent_items(RECENT_SEEDS).into_iter().filter_map(|item_id| embeddings.row(item_id)).collect();
+        Some((embeddings.scores(&user), embeddings.max_similarity(&recent)))
+    });
+    if let Some((user_scores, recent_similarity)) = &signals {
+        let fresh = |embedding_row: usize| !excluded[data.item_row_of_embedding(embedding_row)];
+        let mut chosen = top_rows(user_scores, limits.embedding, fresh);
+        let near_recent = top_rows(recent_similarity, limits.similar_to_recent + chosen.len(), fresh);
+        let from_user: FxHashSet<usize> = chosen.iter().copied().collect();
+        chosen.extend(near_recent.into_iter().filter(|row| !from_user.contains(row)).take(limits.similar_to_recent));
+        for embedding_row in chosen {
+            let row = data.item_row_of_embedding(embedding_row);
+            excluded[row] = true;
+            candidate_rows.push(row);
+            candidates.push(Candidate::new(data, row, CandidateSource::Embedding));
         }
     }
 
-    let popular: Vec<Candidate> = unseen_popular(data, history)
-        .filter(|item_id| !chosen.contains(item_id.as_str()))
-        .take(limits.popular)
-        .map(|item_id| Candidate::new(item_id, CandidateSource::Popular))
-        .collect();
-    candidates.extend(popular);
+    for &row in data.popular_rows().iter().filter(|&&row| !excluded[row as usize]).take(limits.popular) {
+        candidate_rows.push(row as usize);
+        candidates.push(Candidate::new(data, row as usize, CandidateSource::Popular));
+    }
 
-    if let Some((embeddings, signals)) = &signals {
-        for candidate in &mut candidates {
-            if let Some(row) = embeddings.row(&candidate.item_id) {
-                candidate.embedding_score = signals.user_scores[row];
-                candidate.recent_similarity = signals.recent_similarity[row];
+    if let Some((user_scores, recent_similarity)) = &signals {
+        for (candidate, &row) in candidates.iter_mut().zip(&candidate_rows) {
+            if let Some(embedding_row) = data.embedding_row(row) {
+                candidate.embedding_score = user_scores[embedding_row];
+                candidate.recent_similarity = recent_similarity[embedding_row];
             }
         }
     }
     candidates
 }
 
-/// Collects the neighbours of the history items, best summed score first.
-fn neighbour_candidates(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Candidate> {
-    let mut scored: FxHashMap<&str, Candidate> = FxHashMap::default();
-    // Views and carts weigh less than purchases beside them. A visitor who bought
-    // nothing yet has only them, and the ranker learned its weights from buyers,
-    // so for that visitor they count as much as purchases do.
-    let interest_floor = if history.purchased.is_empty() { 1.0 } else { 0.0 };
-    let seeds = history
-        .purchased
-        .keys()
-        .map(|item_id| (item_id, 1.0_f32))
-        .chain(history.interest.iter().map(|(item_id, weight)| (item_id, weight.max(interest_floor))));
-
-    for (seed, weight) in seeds {
-        let Some(neighbours) = data.neighbours.get(seed) else { continue };
-        let seed_at = history.last_at.get(seed).copied();
-        for neighbour in neighbours {
-            if history.contains(&neighbour.item_id) {
+/// Collects the neighbours of the history items, best summed score first, with their rows.
+fn neighbour_candidates(data: &ModelData, rows: &HistoryRows, limit: usize) -> Vec<(usize, Candidate)> {
+    let mut signals = vec![NO_SIGNAL; data.rows()];
+    let mut touched: Vec<usize> = Vec::new();
+    for seed in &rows.seeds {
+        for neighbour in data.neighbours_at(seed.row) {
+            let row = neighbour.row as usize;
+            if rows.in_history[row] {
                 continue;
             }
-            let source = match neighbour.kind {
-                NeighbourKind::CoPurchase => CandidateSource::Neighbours,
-                NeighbourKind::Title => CandidateSource::TitleNeighbours,
-            };
-            let candidate = scored.entry(neighbour.item_id.as_str()).or_insert_with(|| Candidate::new(&neighbour.item_id, source));
-            if source == CandidateSource::Neighbours {
-                candidate.source = source;
+            let signal = &mut signals[row];
+            if signal.hits == 0 {
+                touched.push(row);
             }
-            let score = weight * neighbour.score;
-            candidate.neighbour_score_sum += score;
-            candidate.neighbour_score_max = candidate.neighbour_score_max.max(score);
-            candidate.neighbour_hits += 1;
-            candidate.related_last_at = candidate.related_last_at.max(seed_at);
+            let score = seed.weight * neighbour.score;
+            signal.sum += score;
+            signal.max = signal.max.max(score);
+            signal.hits += 1;
+            signal.related_last_at = signal.related_last_at.max(seed.last_at);
+            signal.co_purchase |= neighbour.kind == NeighbourKind::CoPurchase;
         }
     }
 
-    let mut candidates: Vec<Candidate> = scored.into_values().collect();
-    candidates.sort_by(|a, b| b.neighbour_score_sum.total_cmp(&a.neighbour_score_sum).then_with(|| a.item_id.cmp(&b.item_id)));
-    candidates.truncate(limit);
-    candidates
+    let by_sum = |a: &usize, b: &usize| signals[*b].sum.total_cmp(&signals[*a].sum).then_with(|| data.item_id(*a).cmp(data.item_id(*b)));
+    if touched.len() > limit {
+        touched.select_nth_unstable_by(limit, by_sum);
+        touched.truncate(limit);
+    }
+    touched.sort_by(by_sum);
+    touched
+        .into_iter()
+        .map(|row| {
+            let signal = signals[row];
+            let source = if signal.co_purchase { CandidateSource::Neighbours } else { CandidateSource::TitleNeighbours };
+            let mut candidate = Candidate::new(data, row, source);
+            candidate.neighbour_score_sum = signal.sum;
+            candidate.neighbour_score_max = signal.max;
+            candidate.neighbour_hits = signal.hits;
+            candidate.related_last_at = signal.related_last_at;
+            (row, candidate)
+        })
+        .collect()
 }
 
 /// Facts about the user that every candidate's features share.
@@ -307,11 +362,9 @@ impl UserContext {
 
 /// Builds the feature row of one candidate, in [`FEATURE_NAMES`] order.
 pub fn candidate_features(data: &ModelData, user: &UserContext, candidate: &Candidate) -> [f32; FEATURE_COUNT] {
-    let item = data.catalogue.get(&candidate.item_id);
-    let buyers = item.map_or(0, |item| item.buyers) as f32;
-    let recent_buyers = item.map_or(0, |item| item.recent_buyers) as f32;
-    let price_log_ratio = match (item, user.median_price) {
-        (Some(item), Some(median)) if item.price > 0.0 && median > 0.0 => (item.price / median).ln() as f32,
+    let logs = data.item_logs(candidate.row);
+    let price_log_ratio = match (logs.price, user.median_price) {
+        (Some(price), Some(median)) if median > 0.0 => (price - median.ln()) as f32,
         _ => 0.0,
     };
     let related_days = match (candidate.related_last_at, user.latest_at) {
@@ -325,9 +378,9 @@ pub fn candidate_features(data: &ModelData, user: &UserContext, candidate: &Cand
         related_days.ln_1p(),
         candidate.embedding_score,
         candidate.recent_similarity,
-        buyers.ln_1p(),
-        recent_buyers.ln_1p(),
-        recent_buyers.ln_1p() - buyers.ln_1p(),
+        logs.buyers,
+        logs.recent_buyers,
+        logs.recent_buyers - logs.buyers,
         price_log_ratio,
         (user.history_size as f32).ln_1p(),
     ]
@@ -376,10 +429,14 @@ pub fn recommend(
     let scores = scorer.score(&features, candidates.len())?;
 
     let mut ranked: Vec<(Candidate, f32)> = candidates.into_iter().zip(scores).collect();
-    ranked.sort_by(|(a, a_score), (b, b_score)| {
+    let best_first = |(a, a_score): &(Candidate, f32), (b, b_score): &(Candidate, f32)| {
         b_score.partial_cmp(a_score).unwrap_or(Ordering::Equal).then_with(|| a.item_id.cmp(&b.item_id))
-    });
-    ranked.truncate(limit);
+    };
+    if ranked.len() > limit {
+        ranked.select_nth_unstable_by(limit, best_first);
+        ranked.truncate(limit);
+    }
+    ranked.sort_by(best_first);
 
     Ok(ranked
         .into_iter()
@@ -413,7 +470,7 @@ pub fn serve(data: &ModelData, history: &UserHistory, scorer: &dyn Scorer, limit
 /// Returns the unseen items with the highest embedding score for the user, or an
 /// empty list when the model has no embeddings or the history has no known item.
 pub fn recommend_by_embedding(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Recommendation> {
-    let Some(embeddings) = data.embeddings.as_ref() else { return Vec::new() };
+    let Some(embeddings) = data.embeddings() else { return Vec::new() };
     let Some(user) = embeddings.fold_in(history) else { return Vec::new() };
     let scores = embeddings.scores(&user);
     top_rows(&scores, limit, |row| !history.contains(embeddings.item_id(row)))
@@ -432,24 +489,19 @@ pub fn recommend_by_embedding(data: &ModelData, history: &UserHistory, limit: us
 
 /// Returns popular item ids, recent first and then all-time, each once, without
 /// the items the user bought, viewed or carted.
-fn unseen_popular<'a>(data: &'a ModelData, history: &'a UserHistory) -> impl Iterator<Item = &'a String> + 'a {
-    let mut seen = FxHashSet::default();
-    data.popularity
-        .recent
-        .iter()
-        .chain(&data.popularity.all_time)
-        .filter(move |item_id| !history.contains(item_id) && seen.insert(item_id.as_str()))
+fn unseen_popular<'a>(data: &'a ModelData, history: &'a UserHistory) -> impl Iterator<Item = &'a str> + 'a {
+    data.popular_rows().iter().map(|&row| data.item_id(row as usize)).filter(move |item_id| !history.contains(item_id))
 }
 
 /// Returns the most popular items the user has not bought, viewed or carted, for
 /// users without history to rank from.
 pub fn popular_fallback(data: &ModelData, history: &UserHistory, limit: usize) -> Vec<Recommendation> {
-    let count = data.popularity.recent.len().max(1) as f32;
+    let count = data.popularity().recent.len().max(1) as f32;
     unseen_popular(data, history)
         .take(limit)
         .enumerate()
         .map(|(rank, item_id)| Recommendation {
-            item_id: item_id.clone(),
+            item_id: item_id.to_string(),
             title: data.title(item_id).to_string(),
             score: 1.0 - rank as f32 / count,
             source: CandidateSource::Popular,
@@ -470,10 +522,15 @@ mod tests {
         Neighbour { item_id: item_id.into(), score, support: 3, kind: NeighbourKind::CoPurchase }
     }
 
-    fn sample_data() -> ModelData {
+    fn sample_neighbours() -> FxHashMap<String, Vec<Neighbour>> {
         let mut neighbours = FxHashMap::default();
         neighbours.insert("A".to_string(), vec![neighbour("B", 0.8), neighbour("C", 0.4)]);
         neighbours.insert("D".to_string(), vec![neighbour("C", 0.5), neighbour("A", 0.9)]);
+        neighbours
+    }
+
+    fn sample_data() -> ModelData {
+        let neighbours = sample_neighbours();
         let popularity =
             Popularity { recent_days: 30, all_time: vec!["E".into(), "A".into(), "B".into()], recent: vec!["B".into(), "E".into()] };
         let catalogue = ["A", "B", "C", "D", "E"].iter().map(|id| item(id, 2.0, 10)).collect();
@@ -552,6 +609,7 @@ mod tests {
             related_last_at: Some(0),
             embedding_score: 0.25,
             recent_similarity: 0.5,
+            row: data.row("B").unwrap(),
         };
         let user = UserContext { history_size: 4, median_price: Some(1.0), latest_at: Some(9 * 86_400) };
         let row = candidate_features(&data, &user, &candidate);
@@ -569,9 +627,10 @@ mod tests {
 
     #[test]
     fn unrelated_candidate_gets_default_recency() {
-        let candidate = Candidate::new("E", CandidateSource::Popular);
+        let data = sample_data();
+        let candidate = Candidate::new(&data, data.row("E").unwrap(), CandidateSource::Popular);
         let user = UserContext { history_size: 1, median_price: None, latest_at: Some(0) };
-        let row = candidate_features(&sample_data(), &user, &candidate);
+        let row = candidate_features(&data, &user, &candidate);
         assert!((row[3] - UNRELATED_DAYS.ln_1p()).abs() < 1e-6);
     }
 
@@ -588,9 +647,10 @@ mod tests {
         let vectors = vec![1.0, 0.0, 0.0, 1.0, 0.1, 0.9, 0.0, 1.0, 0.2, 0.2, 0.9, 0.1];
         let settings = crate::embeddings::FactorSettings { factors: 2, regularization: 0.1, alpha: 1.0 };
         let embeddings = crate::embeddings::ItemEmbeddings::new(ids, vectors, settings).unwrap();
-        let mut data = sample_data();
-        data.catalogue.insert("F".into(), item("F", 2.0, 4));
-        data.with_embeddings(embeddings)
+        let data = sample_data();
+        let mut catalogue = data.catalogue().to_vec();
+        catalogue.push(item("F", 2.0, 4));
+        ModelData::new(catalogue, data.popularity().clone(), sample_neighbours()).with_embeddings(embeddings)
     }
 
     #[test]
@@ -613,8 +673,10 @@ mod tests {
 
     #[test]
     fn title_neighbours_mark_candidates() {
-        let mut data = sample_data();
-        data.neighbours.insert("NEW".into(), vec![Neighbour { item_id: "C".into(), score: 0.7, support: 0, kind: NeighbourKind::Title }]);
+        let sample = sample_data();
+        let mut neighbours = sample_neighbours();
+        neighbours.insert("NEW".into(), vec![Neighbour { item_id: "C".into(), score: 0.7, support: 0, kind: NeighbourKind::Title }]);
+        let data = ModelData::new(sample.catalogue().to_vec(), sample.popularity().clone(), neighbours);
         let mut user = UserHistory::default();
         user.interest.insert("NEW".into(), VIEW_WEIGHT);
         let candidates = generate_candidates(&data, &user, CandidateLimits::default());

@@ -283,7 +283,13 @@ async fn send(state: &AppState, batch: &Batch) -> RecordedResponse {
         Body::Text(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
         other => Value::String(format!("{other:?}")),
     };
-    RecordedResponse { status: response.status().as_u16(), retry_after: header("retry-after"), content_type: header("content-type"), body, sent_at }
+    RecordedResponse {
+        status: response.status().as_u16(),
+        retry_after: header("retry-after"),
+        content_type: header("content-type"),
+        body,
+        sent_at,
+    }
 }
 
 /// Sends a batch until it succeeds, waiting `Retry-After` after each 503.
@@ -427,7 +433,8 @@ async fn events_survive_dynamodb_restart() {
             if index > 0 {
                 client_responses_503 += 1;
             }
-            let retry_after = response.retry_after.as_deref().unwrap_or_else(|| panic!("{case}: 503 without Retry-After: {}", response.body));
+            let retry_after =
+                response.retry_after.as_deref().unwrap_or_else(|| panic!("{case}: 503 without Retry-After: {}", response.body));
             let seconds: u64 = retry_after.parse().unwrap_or_else(|_| panic!("{case}: Retry-After {retry_after:?} is not whole seconds"));
             assert!(seconds > 0, "{case}: Retry-After is 0");
             assert_eq!(response.content_type.as_deref(), Some("application/problem+json"), "{case}: content type of the 503");

@@ -11,6 +11,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use shoprec::handlers::{handle, Function};
 use shoprec::ingest::read_interactions;
+use shoprec::live_profile::LiveProfile;
+use shoprec::preferences::user_history;
 use shoprec::publish::publish;
 use shoprec::train::evaluate::{run_evaluation, EvaluationOptions};
 use shoprec::train::split::SplitKind;
@@ -64,6 +66,21 @@ async fn real_data_end_to_end() {
         neighbours.iter().any(|neighbour| neighbour.item_id == *most_co_bought),
         "{most_co_bought}, bought with {WHITE_HEART} by the most customers, is not among its neighbours"
     );
+
+    // The request-time fold-in stops after a few conjugate gradient steps; its
+    // scores must match a long solve for users of every history length.
+    let data = trained.model_data().unwrap();
+    let embeddings = data.embeddings().unwrap();
+    let mut checked = 0;
+    for profile in trained.profiles.iter().step_by(7) {
+        let history = user_history(Some(profile), &LiveProfile::new(&profile.user_id));
+        let Some(user) = embeddings.fold_in(&history) else { continue };
+        let exact = embeddings.fold_in_with_steps(&history, 200).unwrap();
+        let worst = embeddings.scores(&user).iter().zip(embeddings.scores(&exact)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-3, "user {}: fold-in scores differ from a 200-step solve by {worst}", profile.user_id);
+        checked += 1;
+    }
+    assert!(checked > 500, "only {checked} users were checked");
 
     let validation = &trained.ranker_report["validation_at_10"];
     let ranker = validation["ranker"]["ndcg"].as_f64().unwrap();

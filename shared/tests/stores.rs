@@ -92,10 +92,10 @@ async fn publish_writes_manifest_and_activates() {
     assert_eq!(active.model_version, report.model_version);
     let bundle = stack.artifacts.load_bundle(&active, BundleParts { neighbours: true, ranker: true, embeddings: true }).await.unwrap();
     assert_eq!(bundle.manifest.files.len(), 7);
-    assert_eq!(bundle.data.catalogue.len(), 12);
+    assert_eq!(bundle.data.catalogue().len(), 12);
     assert!(bundle.ranker.is_some());
     assert_eq!(bundle.manifest.ranker.features.len(), shoprec::recommend::FEATURE_COUNT);
-    let embeddings = bundle.data.embeddings.as_ref().expect("the inference parts include the embeddings");
+    let embeddings = bundle.data.embeddings().expect("the inference parts include the embeddings");
     assert_eq!(embeddings.len(), 12);
     let contract = bundle.manifest.embeddings.as_ref().unwrap();
     assert_eq!(contract.users, 60);

@@ -66,7 +66,7 @@ fn least_squares_step(targets: &mut [f32], others: &[f32], rows: &UserItems, opt
             return;
         }
         let observed: Vec<(usize, f32)> = row.iter().map(|&(other, strength)| (other as usize, 1.0 + alpha * strength)).collect();
-        solve_user(&gramian, |other| &others[other * factors..(other + 1) * factors], &observed, target, options.cg_steps);
+        solve_user(&gramian, others, &observed, target, options.cg_steps);
     });
 }
 
@@ -233,7 +233,7 @@ mod fold_in_tests {
         let observed: Vec<(usize, f32)> =
             row.iter().map(|&(item, strength)| (item as usize, 1.0 + options.settings.alpha * strength)).collect();
         let mut x = vec![0.0; factors];
-        solve_user(&gramian, |item| &items[item * factors..(item + 1) * factors], &observed, &mut x, 500);
+        solve_user(&gramian, items, &observed, &mut x, 500);
         x
     }
 }

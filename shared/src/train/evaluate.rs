@@ -377,8 +377,8 @@ pub fn run_evaluation(
         progress.started(&name);
         let step_started = Instant::now();
         let lists = evaluate_lists(recommender.as_ref(), &split.users, k_max)?;
-        let metrics: Vec<Metrics> = options.cutoffs.iter().map(|&k| metrics_at(&lists, &split.users, k, data.catalogue.len())).collect();
-        let ndcg_at: Vec<f64> = (1..=k_max).map(|k| metrics_at(&lists, &split.users, k, data.catalogue.len()).ndcg).collect();
+        let metrics: Vec<Metrics> = options.cutoffs.iter().map(|&k| metrics_at(&lists, &split.users, k, data.catalogue().len())).collect();
+        let ndcg_at: Vec<f64> = (1..=k_max).map(|k| metrics_at(&lists, &split.users, k, data.catalogue().len()).ndcg).collect();
         let summary = metrics.iter().map(|m| format!("NDCG@{} {:.4}", m.k, m.ndcg)).collect::<Vec<_>>().join(", ");
         progress.finished(&name, step_started.elapsed(), &summary);
         reports.push(MethodReport { name, metrics, ndcg_at, training_seconds, note });
@@ -392,7 +392,7 @@ pub fn run_evaluation(
         description: split.description.clone(),
         train_interactions: split.train.len(),
         test_users: split.users.len(),
-        catalogue_items: data.catalogue.len(),
+        catalogue_items: data.catalogue().len(),
         k_max,
         factors: options.train.als.settings.factors,
         methods: reports,

@@ -473,7 +473,7 @@ fn train_ranker(
     let mut ndcg = Vec::new();
     for (name, recommender) in recommenders {
         let lists = evaluate_lists(recommender, &validation, k)?;
-        let metrics = evaluate::metrics_at(&lists, &validation, k, data.catalogue.len());
+        let metrics = evaluate::metrics_at(&lists, &validation, k, data.catalogue().len());
         ndcg.push(format!("{name} {:.4}", metrics.ndcg));
         validation_report.insert(name.to_string(), serde_json::to_value(metrics).expect("metrics serialise"));
     }
