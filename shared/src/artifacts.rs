@@ -4,12 +4,11 @@
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use crate::embeddings::ItemEmbeddings;
 use crate::error::{Error, Result};
-use crate::model::{artifact_key, files, CatalogueItem, Manifest, ManifestFile, ModelData, Neighbour, Popularity};
+use crate::model::{artifact_key, decode_neighbours, files, CatalogueItem, Manifest, ManifestFile, ModelData, Popularity};
 use crate::publish::EMBEDDING_DTYPE;
 use crate::ranker::Ranker;
 use crate::store::ActiveModel;
@@ -128,6 +127,14 @@ impl ArtifactStore {
         Ok(bytes)
     }
 
+    /// Downloads a listed file as [`ArtifactStore::get_verified`] does, or nothing without a name.
+    async fn get_verified_if(&self, manifest: &Manifest, name: Option<&str>) -> Result<Option<Vec<u8>>> {
+        match name {
+            Some(name) => self.get_verified(manifest, name).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Loads the active model version, checking the manifest and every file read.
     pub async fn load_bundle(&self, active: &ActiveModel, parts: BundleParts) -> Result<ModelBundle> {
         let invalid = |key: &str, reason: String| Error::InvalidArtifact {
@@ -150,18 +157,26 @@ impl ArtifactStore {
         }
 
         let parse_error = |name: &str, error: serde_json::Error| invalid(&artifact_key(&manifest.model_version, name), error.to_string());
-        let catalogue: Vec<CatalogueItem> = serde_json::from_slice(&self.get_verified(&manifest, files::CATALOGUE).await?)
-            .map_err(|error| parse_error(files::CATALOGUE, error))?;
-        let popularity: Popularity = serde_json::from_slice(&self.get_verified(&manifest, files::POPULARITY).await?)
-            .map_err(|error| parse_error(files::POPULARITY, error))?;
-        let neighbours: FxHashMap<String, Vec<Neighbour>> = if parts.neighbours {
-            serde_json::from_slice(&self.get_verified(&manifest, files::NEIGHBOURS).await?)
-                .map_err(|error| parse_error(files::NEIGHBOURS, error))?
-        } else {
-            FxHashMap::default()
+        let embedding_file = manifest.embeddings.as_ref().map(|contract| contract.item_file.as_str());
+        // The files are independent, so they download at once.
+        let (catalogue_bytes, popularity_bytes, neighbours_bytes, embedding_bytes, ranker_bytes) = tokio::try_join!(
+            self.get_verified(&manifest, files::CATALOGUE),
+            self.get_verified(&manifest, files::POPULARITY),
+            self.get_verified_if(&manifest, Some(files::NEIGHBOURS).filter(|_| parts.neighbours)),
+            self.get_verified_if(&manifest, embedding_file.filter(|_| parts.embeddings)),
+            self.get_verified_if(&manifest, Some(manifest.ranker.file.as_str()).filter(|_| parts.ranker)),
+        )?;
+
+        let catalogue: Vec<CatalogueItem> =
+            serde_json::from_slice(&catalogue_bytes).map_err(|error| parse_error(files::CATALOGUE, error))?;
+        let popularity: Popularity = serde_json::from_slice(&popularity_bytes).map_err(|error| parse_error(files::POPULARITY, error))?;
+        let neighbours = match neighbours_bytes {
+            Some(bytes) => decode_neighbours(&bytes, catalogue.len())
+                .map_err(|reason| invalid(&artifact_key(&manifest.model_version, files::NEIGHBOURS), reason))?,
+            None => Vec::new(),
         };
-        let embeddings = match (&manifest.embeddings, parts.embeddings) {
-            (Some(contract), true) => {
+        let embeddings = match (&manifest.embeddings, embedding_bytes) {
+            (Some(contract), Some(bytes)) => {
                 let key = artifact_key(&manifest.model_version, &contract.item_file);
                 if contract.dtype != EMBEDDING_DTYPE || contract.items != catalogue.len() {
                     return Err(invalid(
@@ -174,20 +189,17 @@ impl ArtifactStore {
                         ),
                     ));
                 }
-                let bytes = self.get_verified(&manifest, &contract.item_file).await?;
                 let item_ids = catalogue.iter().map(|item| item.item_id.clone()).collect();
                 Some(ItemEmbeddings::from_le_bytes(item_ids, &bytes, contract.settings).map_err(|error| invalid(&key, error.to_string()))?)
             }
             _ => None,
         };
-        let ranker = if parts.ranker {
-            let bytes = self.get_verified(&manifest, &manifest.ranker.file).await?;
-            Some(Ranker::load(&bytes, &manifest.ranker)?)
-        } else {
-            None
+        let ranker = match ranker_bytes {
+            Some(bytes) => Some(Ranker::load(&bytes, &manifest.ranker)?),
+            None => None,
         };
 
-        let mut data = ModelData::new(catalogue, popularity, neighbours);
+        let mut data = ModelData::from_neighbour_rows(catalogue, popularity, neighbours);
         if let Some(embeddings) = embeddings {
             data = data.with_embeddings(embeddings);
         }

@@ -99,14 +99,37 @@ impl AppState {
     }
 
     /// Builds the state from the environment and the default AWS configuration.
+    ///
+    /// It also loads the active model version, so that a cold start spends
+    /// that time in the init phase and a provisioned instance serves its first
+    /// request warm. When that load fails, the first request tries again.
     pub async fn from_env(function: Function) -> Result<Self> {
+        if function.bundle_parts().ranker {
+            std::thread::spawn(|| {
+                if let Err(error) = crate::ranker::prepare_runtime() {
+                    tracing::error!(%error, "loading ONNX Runtime at start-up failed");
+                }
+            });
+        }
         let config = Config::from_env()?;
         let sdk_config = load_sdk_config().await;
         let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
         let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
         let mut state = AppState::new(function, store, artifacts, config.model_refresh);
         state.user_id_claim = config.user_id_claim;
+        state.candidate_limits = config.candidate_limits;
         state.metrics = Some(init_metrics(function.name())?);
+
+        let started = Instant::now();
+        match state.models.get().await {
+            Ok(bundle) => tracing::info!(
+                function = function.name(),
+                model_version = bundle.model_version(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "model loaded at start-up"
+            ),
+            Err(error) => tracing::warn!(function = function.name(), %error, "model not loaded at start-up; the first request tries again"),
+        }
         Ok(state)
     }
 }

@@ -17,8 +17,9 @@ pub mod files {
     pub const CATALOGUE: &str = "catalogue.json";
     /// Popular item lists as [`super::Popularity`].
     pub const POPULARITY: &str = "popularity.json";
-    /// Item-to-item neighbours as a JSON object keyed by item id.
-    pub const NEIGHBOURS: &str = "neighbours.json";
+    /// Item-to-item neighbours by catalogue row, in the binary layout of
+    /// [`super::encode_neighbours`], which loads without parsing text.
+    pub const NEIGHBOURS: &str = "neighbours.bin";
     /// Ranking model in ONNX format.
     pub const RANKER: &str = "ranker.onnx";
     /// Item vectors as little-endian float32, one row per catalogue entry in catalogue order.
@@ -225,17 +226,9 @@ pub struct ModelData {
 }
 
 impl ModelData {
-    /// Builds the lookup tables from the artifact contents.
+    /// Builds the lookup tables from the catalogue, the popular lists and the neighbours by item id.
     pub fn new(catalogue: Vec<CatalogueItem>, popularity: Popularity, neighbours: FxHashMap<String, Vec<Neighbour>>) -> Self {
-        let term_idf = crate::preferences::title_term_idf(catalogue.iter().map(|item| item.title.as_str()));
-        let price_bands = price_terciles(catalogue.iter().map(|item| item.price));
-        let mut data = ModelData { term_idf, price_bands, ..ModelData::default() };
-        for item in &catalogue {
-            data.add_row(&item.item_id);
-        }
-        data.item_logs = catalogue.iter().map(ItemLogs::new).collect();
-        data.catalogue = catalogue;
-
+        let mut data = ModelData::with_catalogue(catalogue);
         let mut neighbour_rows: Vec<(u32, Vec<NeighbourRow>)> = Vec::with_capacity(neighbours.len());
         for (item_id, list) in &neighbours {
             let row = data.add_row(item_id);
@@ -245,17 +238,43 @@ impl ModelData {
                 .collect();
             neighbour_rows.push((row, list));
         }
-        let popular: Vec<u32> = popularity.recent.iter().chain(&popularity.all_time).map(|item_id| data.add_row(item_id)).collect();
-        let mut listed = vec![false; data.item_ids.len()];
-        data.popular_rows = popular.into_iter().filter(|&row| !std::mem::replace(&mut listed[row as usize], true)).collect();
-        data.popularity = popularity;
+        data.finish(popularity, neighbour_rows)
+    }
 
-        data.neighbours = vec![Vec::new(); data.item_ids.len()];
-        for (row, list) in neighbour_rows {
-            data.neighbours[row as usize] = list;
+    /// Builds the lookup tables from neighbours given by catalogue row, as
+    /// [`decode_neighbours`] returns them.
+    pub fn from_neighbour_rows(catalogue: Vec<CatalogueItem>, popularity: Popularity, neighbours: Vec<Vec<NeighbourRow>>) -> Self {
+        let data = ModelData::with_catalogue(catalogue);
+        let neighbour_rows = neighbours.into_iter().enumerate().map(|(row, list)| (row as u32, list)).collect();
+        data.finish(popularity, neighbour_rows)
+    }
+
+    /// Gives every catalogue item its row, in catalogue order.
+    fn with_catalogue(catalogue: Vec<CatalogueItem>) -> Self {
+        let term_idf = crate::preferences::title_term_idf(catalogue.iter().map(|item| item.title.as_str()));
+        let price_bands = price_terciles(catalogue.iter().map(|item| item.price));
+        let mut data = ModelData { term_idf, price_bands, ..ModelData::default() };
+        for item in &catalogue {
+            data.add_row(&item.item_id);
         }
-        data.embedding_rows = vec![NO_ROW; data.item_ids.len()];
+        data.item_logs = catalogue.iter().map(ItemLogs::new).collect();
+        data.catalogue = catalogue;
         data
+    }
+
+    /// Adds the popular lists and the neighbour table.
+    fn finish(mut self, popularity: Popularity, neighbour_rows: Vec<(u32, Vec<NeighbourRow>)>) -> Self {
+        let popular: Vec<u32> = popularity.recent.iter().chain(&popularity.all_time).map(|item_id| self.add_row(item_id)).collect();
+        let mut listed = vec![false; self.item_ids.len()];
+        self.popular_rows = popular.into_iter().filter(|&row| !std::mem::replace(&mut listed[row as usize], true)).collect();
+        self.popularity = popularity;
+
+        self.neighbours = vec![Vec::new(); self.item_ids.len()];
+        for (row, list) in neighbour_rows {
+            self.neighbours[row as usize] = list;
+        }
+        self.embedding_rows = vec![NO_ROW; self.item_ids.len()];
+        self
     }
 
     /// Returns the row of an item id, adding one when the id is new.
@@ -352,6 +371,105 @@ impl ModelData {
     }
 }
 
+/// First bytes of a neighbours file.
+const NEIGHBOURS_MAGIC: &[u8; 4] = b"SRNB";
+
+/// Layout version of a neighbours file.
+const NEIGHBOURS_LAYOUT: u32 = 1;
+
+/// Bit of a stored support count that marks a title neighbour.
+const TITLE_BIT: u32 = 1 << 31;
+
+/// Encodes the neighbours by catalogue row, in little-endian words.
+///
+/// The file starts with the magic `SRNB`, the layout version and the item and
+/// entry counts (u32 each). Then come `items + 1` entry offsets, the neighbour
+/// rows (u32), the scores (f32) and the support counts (u32, with the top bit
+/// set for a title neighbour). Fails when a neighbour is not a catalogue item.
+pub fn encode_neighbours(catalogue: &[CatalogueItem], neighbours: &FxHashMap<String, Vec<Neighbour>>) -> Result<Vec<u8>, String> {
+    let rows: FxHashMap<&str, u32> = catalogue.iter().enumerate().map(|(row, item)| (item.item_id.as_str(), row as u32)).collect();
+    if let Some(item_id) = neighbours.keys().find(|item_id| !rows.contains_key(item_id.as_str())) {
+        return Err(format!("item {item_id} has neighbours but is not in the catalogue"));
+    }
+
+    let mut offsets = Vec::with_capacity(catalogue.len() + 1);
+    let (mut targets, mut scores, mut supports) = (Vec::new(), Vec::new(), Vec::new());
+    offsets.push(0u32);
+    for item in catalogue {
+        for neighbour in neighbours.get(&item.item_id).into_iter().flatten() {
+            let Some(&row) = rows.get(neighbour.item_id.as_str()) else {
+                return Err(format!("neighbour {} of item {} is not in the catalogue", neighbour.item_id, item.item_id));
+            };
+            targets.push(row);
+            scores.push(neighbour.score);
+            let title = if neighbour.kind == NeighbourKind::Title { TITLE_BIT } else { 0 };
+            supports.push(neighbour.support.min(TITLE_BIT - 1) | title);
+        }
+        offsets.push(targets.len() as u32);
+    }
+
+    let words = [NEIGHBOURS_LAYOUT, catalogue.len() as u32, targets.len() as u32];
+    let mut bytes = Vec::with_capacity(16 + 4 * (offsets.len() + 3 * targets.len()));
+    bytes.extend_from_slice(NEIGHBOURS_MAGIC);
+    for word in words.iter().chain(&offsets).chain(&targets) {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    scores.iter().for_each(|score| bytes.extend_from_slice(&score.to_le_bytes()));
+    supports.iter().for_each(|support| bytes.extend_from_slice(&support.to_le_bytes()));
+    Ok(bytes)
+}
+
+/// Decodes a neighbours file of [`encode_neighbours`] for a catalogue of
+/// `items` items, checking every count, offset and row.
+pub fn decode_neighbours(bytes: &[u8], items: usize) -> Result<Vec<Vec<NeighbourRow>>, String> {
+    let word = |index: usize| bytes.get(index * 4..index * 4 + 4).map(|word| u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+    if bytes.get(..4) != Some(NEIGHBOURS_MAGIC.as_slice()) {
+        return Err("does not start with the neighbours magic SRNB".into());
+    }
+    if word(1) != Some(NEIGHBOURS_LAYOUT) {
+        return Err(format!("layout version {:?} is not {NEIGHBOURS_LAYOUT}", word(1)));
+    }
+    let (Some(stored_items), Some(entries)) = (word(2), word(3)) else { return Err("the header is cut short".into()) };
+    let (stored_items, entries) = (stored_items as usize, entries as usize);
+    if stored_items != items {
+        return Err(format!("lists {stored_items} items, the catalogue has {items}"));
+    }
+    let expected = 4 * (4 + items + 1 + 3 * entries);
+    if bytes.len() != expected {
+        return Err(format!("{} bytes where {items} items and {entries} entries take {expected}", bytes.len()));
+    }
+
+    let offsets_at = 4;
+    let targets_at = offsets_at + items + 1;
+    let scores_at = targets_at + entries;
+    let supports_at = scores_at + entries;
+    let mut neighbours = Vec::with_capacity(items);
+    let mut start = 0usize;
+    for row in 0..items {
+        let end = word(offsets_at + row + 1).unwrap_or_default() as usize;
+        if end < start || end > entries {
+            return Err(format!("offset {end} of item row {row} is out of order or past {entries} entries"));
+        }
+        let mut list = Vec::with_capacity(end - start);
+        for entry in start..end {
+            let target = word(targets_at + entry).unwrap_or_default();
+            let score = f32::from_bits(word(scores_at + entry).unwrap_or_default());
+            let support = word(supports_at + entry).unwrap_or_default();
+            if target as usize >= items || !score.is_finite() {
+                return Err(format!("entry {entry} of item row {row} has row {target} and score {score}"));
+            }
+            let kind = if support & TITLE_BIT != 0 { NeighbourKind::Title } else { NeighbourKind::CoPurchase };
+            list.push(NeighbourRow { row: target, score, kind });
+        }
+        neighbours.push(list);
+        start = end;
+    }
+    if word(offsets_at) != Some(0) || start != entries {
+        return Err(format!("offsets do not run from 0 to the {entries} entries"));
+    }
+    Ok(neighbours)
+}
+
 /// Returns the 1/3 and 2/3 quantiles of the prices, or zeros when there are none.
 pub fn price_terciles(prices: impl Iterator<Item = f64>) -> [f64; 2] {
     let mut prices: Vec<f64> = prices.filter(|price| price.is_finite()).collect();
@@ -361,4 +479,94 @@ pub fn price_terciles(prices: impl Iterator<Item = f64>) -> [f64; 2] {
     prices.sort_by(f64::total_cmp);
     let at = |fraction: f64| prices[((prices.len() - 1) as f64 * fraction).round() as usize];
     [at(1.0 / 3.0), at(2.0 / 3.0)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(item_id: &str) -> CatalogueItem {
+        CatalogueItem { item_id: item_id.into(), title: format!("TITLE {item_id}"), price: 1.0, buyers: 2, recent_buyers: 1 }
+    }
+
+    fn neighbour(item_id: &str, score: f32, support: u32, kind: NeighbourKind) -> Neighbour {
+        Neighbour { item_id: item_id.into(), score, support, kind }
+    }
+
+    fn sample() -> (Vec<CatalogueItem>, FxHashMap<String, Vec<Neighbour>>) {
+        let catalogue = vec![item("A"), item("B"), item("C")];
+        let mut neighbours = FxHashMap::default();
+        neighbours.insert(
+            "A".to_string(),
+            vec![neighbour("B", 0.5, 7, NeighbourKind::CoPurchase), neighbour("C", 0.25, 2, NeighbourKind::CoPurchase)],
+        );
+        neighbours.insert("C".to_string(), vec![neighbour("A", 0.75, 0, NeighbourKind::Title)]);
+        (catalogue, neighbours)
+    }
+
+    #[test]
+    fn neighbours_round_trip_by_row() {
+        let (catalogue, neighbours) = sample();
+        let bytes = encode_neighbours(&catalogue, &neighbours).unwrap();
+        let rows = decode_neighbours(&bytes, catalogue.len()).unwrap();
+
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            vec![
+                NeighbourRow { row: 1, score: 0.5, kind: NeighbourKind::CoPurchase },
+                NeighbourRow { row: 2, score: 0.25, kind: NeighbourKind::CoPurchase },
+            ]
+        );
+        assert!(rows[1].is_empty());
+        assert_eq!(rows[2], vec![NeighbourRow { row: 0, score: 0.75, kind: NeighbourKind::Title }]);
+    }
+
+    #[test]
+    fn decoded_rows_serve_like_ids() {
+        let (catalogue, neighbours) = sample();
+        let bytes = encode_neighbours(&catalogue, &neighbours).unwrap();
+        let from_rows = ModelData::from_neighbour_rows(catalogue.clone(), Popularity::default(), decode_neighbours(&bytes, 3).unwrap());
+        let from_ids = ModelData::new(catalogue, Popularity::default(), neighbours);
+
+        for item_id in ["A", "B", "C"] {
+            let row = from_ids.row(item_id).unwrap();
+            assert_eq!(from_rows.row(item_id), Some(row));
+            assert_eq!(from_rows.neighbours_at(row), from_ids.neighbours_at(row));
+        }
+    }
+
+    #[test]
+    fn neighbour_outside_catalogue_is_rejected() {
+        let (catalogue, mut neighbours) = sample();
+        neighbours.get_mut("A").unwrap().push(neighbour("Z", 0.1, 1, NeighbourKind::CoPurchase));
+        let error = encode_neighbours(&catalogue, &neighbours).unwrap_err();
+        assert!(error.contains("neighbour Z of item A"), "{error}");
+    }
+
+    #[test]
+    fn damaged_neighbour_files_are_rejected() {
+        let (catalogue, neighbours) = sample();
+        let bytes = encode_neighbours(&catalogue, &neighbours).unwrap();
+        let mut bad_magic = bytes.clone();
+        bad_magic[0] = b'X';
+        let mut bad_row = bytes.clone();
+        // The first neighbour row follows the 4 header words and the 4 offsets.
+        bad_row[32..36].copy_from_slice(&9u32.to_le_bytes());
+        let mut bad_offset = bytes.clone();
+        bad_offset[20..24].copy_from_slice(&99u32.to_le_bytes());
+
+        let cases: [(&str, &[u8], usize, &str); 6] = [
+            ("empty", &[], 3, "magic"),
+            ("bad magic", &bad_magic, 3, "magic"),
+            ("cut short", &bytes[..bytes.len() - 1], 3, "bytes where"),
+            ("other catalogue", &bytes, 4, "the catalogue has 4"),
+            ("row past the catalogue", &bad_row, 3, "has row 9"),
+            ("offset past the entries", &bad_offset, 3, "offset 99"),
+        ];
+        for (case, bytes, items, expected) in cases {
+            let error = decode_neighbours(bytes, items).unwrap_err();
+            assert!(error.contains(expected), "{case}: {error}");
+        }
+    }
 }

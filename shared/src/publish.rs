@@ -7,8 +7,8 @@ use chrono::{SecondsFormat, Utc};
 use rustc_hash::FxHashMap;
 
 use crate::artifacts::{sha256_hex, ArtifactStore};
-use crate::error::Result;
-use crate::model::{artifact_key, files, EmbeddingContract, Manifest};
+use crate::error::{Error, Result};
+use crate::model::{artifact_key, encode_neighbours, files, EmbeddingContract, Manifest};
 use crate::store::{ActiveModel, DynamoStore, ItemRecord, NeighbourRecord};
 use crate::train::onnx::{contract, export_mlp};
 use crate::train::{Progress, TrainOptions, TrainedModel};
@@ -60,7 +60,7 @@ pub async fn publish(
     let started = Instant::now();
     let catalogue = to_json(&trained.items.catalogue);
     let popularity = to_json(&trained.items.popularity);
-    let neighbours = to_json(&trained.items.neighbours);
+    let neighbours = encode_neighbours(&trained.items.catalogue, &trained.items.neighbours).map_err(Error::Training)?;
     let embeddings = &trained.embeddings;
     let item_vectors = to_le_bytes(&embeddings.items);
     let user_vectors = to_le_bytes(&embeddings.users);

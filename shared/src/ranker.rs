@@ -43,6 +43,13 @@ fn environment() -> Result<&'static Environment> {
     environment.as_ref().map_err(|message| Error::Ranker(message.clone()))
 }
 
+/// Loads ONNX Runtime and creates its environment, as the first model load
+/// would. Called on a thread at start-up, it overlaps that work with the
+/// function's first reads from DynamoDB and S3.
+pub fn prepare_runtime() -> Result<()> {
+    environment().map(|_| ())
+}
+
 /// A loaded ranking model checked against its contract.
 pub struct Ranker {
     session: Mutex<Session>,
