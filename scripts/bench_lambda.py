@@ -48,8 +48,8 @@ lists `batchItemFailures`.
 
 The runtime gets a small environment: PATH, HOME, LANG, the AWS region,
 credentials and endpoint variables, the shoprec table and bucket variables,
-ORT_DYLIB_PATH, MODEL_REFRESH_SECONDS when set, RUST_LOG (default warn) and
-the AWS_LAMBDA_* variables below. The endpoints must be loopback addresses.
+ORT_DYLIB_PATH, MODEL_REFRESH_SECONDS and the CANDIDATES_* limits when set,
+RUST_LOG (default warn) and the AWS_LAMBDA_* variables below. The endpoints must be loopback addresses.
 RIE does not enforce AWS_LAMBDA_FUNCTION_MEMORY_SIZE, so the runtime can use
 more memory and CPU here than in Lambda.
 
@@ -93,6 +93,10 @@ PASSED_VARIABLES = (
     "ARTIFACT_BUCKET",
     "ORT_DYLIB_PATH",
     "MODEL_REFRESH_SECONDS",
+    "CANDIDATES_NEIGHBOURS",
+    "CANDIDATES_EMBEDDING",
+    "CANDIDATES_SIMILAR_TO_RECENT",
+    "CANDIDATES_POPULAR",
 )
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

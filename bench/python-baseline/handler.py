@@ -61,7 +61,7 @@ RECENT_SEEDS = 3
 UNRELATED_DAYS = np.float32(365.0)
 SECONDS_PER_DAY = np.float32(86_400.0)
 # Conjugate gradient steps of the request-time fold-in.
-FOLD_IN_STEPS = 20
+FOLD_IN_STEPS = 12
 
 # Live profile bounds (live_profile.rs).
 RECENT_EVENT_IDS = 100
@@ -239,11 +239,8 @@ class Model:
         self.recent_buyers = np.array([item["recent_buyers"] for item in catalogue], dtype=np.float32)
         self.popular = popularity["recent"] + popularity["all_time"]
         self.recent_popular_count = max(len(popularity["recent"]), 1)
-        # Per item: (neighbour id, score rounded to float32, whether it is a co-purchase neighbour).
-        self.neighbours = {
-            item_id: [(n["item_id"], float(np.float32(n["score"])), n.get("kind", "co_purchase") == "co_purchase") for n in listed]
-            for item_id, listed in neighbours.items()
-        }
+        # Per item: (neighbour id, float32 score, whether it is a co-purchase neighbour).
+        self.neighbours = neighbours
         self.embeddings = embeddings
         self.session = session
         self.ranker_input = manifest["ranker"]["input"]
@@ -263,6 +260,32 @@ def get_active_model():
     return from_item(output["Item"])
 
 
+def decode_neighbours(data, catalogue, model_version):
+    """Decode neighbours.bin (the layout of encode_neighbours in model.rs) into lists by item id."""
+    key = f"models/{model_version}/neighbours.bin"
+    words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<u4")
+    if data[:4] != b"SRNB" or len(words) < 4 or words[1] != 1:
+        raise invalid_artifact(model_version, key, "does not start with the neighbours magic SRNB and layout 1")
+    items, entries = int(words[2]), int(words[3])
+    if items != len(catalogue) or len(data) != 4 * (4 + items + 1 + 3 * entries):
+        raise invalid_artifact(model_version, key, f"{len(data)} bytes of {items} items and {entries} entries for {len(catalogue)} catalogue items")
+    offsets = words[4 : 5 + items].tolist()
+    targets = words[5 + items : 5 + items + entries].tolist()
+    scores = np.frombuffer(data, dtype="<f4")[5 + items + entries : 5 + items + 2 * entries].tolist()
+    supports = words[5 + items + 2 * entries :].tolist()
+    if offsets[0] != 0 or offsets[-1] != entries or any(b < a for a, b in zip(offsets, offsets[1:])) or any(t >= items for t in targets):
+        raise invalid_artifact(model_version, key, "offsets or neighbour rows are out of range")
+    item_ids = [item["item_id"] for item in catalogue]
+    neighbours = {}
+    for row, (start, end) in enumerate(zip(offsets, offsets[1:])):
+        if end > start:
+            neighbours[item_ids[row]] = [
+                (item_ids[target], score, not support & 0x80000000)
+                for target, score, support in zip(targets[start:end], scores[start:end], supports[start:end])
+            ]
+    return neighbours
+
+
 def load_model(active):
     """Load the active model version, checking the manifest and every file as artifacts.rs does."""
     model_version = active["model_version"]
@@ -278,7 +301,7 @@ def load_model(active):
 
     catalogue = json.loads(get_verified(manifest, "catalogue.json"))
     popularity = json.loads(get_verified(manifest, "popularity.json"))
-    neighbours = json.loads(get_verified(manifest, "neighbours.json"))
+    neighbours = decode_neighbours(get_verified(manifest, "neighbours.bin"), catalogue, model_version)
 
     embeddings = None
     contract = manifest.get("embeddings")

@@ -27,6 +27,13 @@ use crate::store::{DynamoStore, ItemRecord, NeighbourRecord};
 /// Items kept in the similarity function's item cache.
 const ITEM_CACHE_CAPACITY: u64 = 10_000;
 
+/// Purchased items, summed over the cached trained profiles, that the
+/// profile cache keeps: about 100 bytes each, so some 50 MB at most.
+const PROFILE_CACHE_ITEMS: u64 = 500_000;
+
+/// Time after which an unread trained profile leaves the cache.
+const PROFILE_CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+
 /// Which function a state serves; decides what the model cache loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
@@ -60,6 +67,10 @@ pub struct AppState {
     pub models: ModelCache,
     /// Items with neighbours by (model version, item id).
     items: moka::future::Cache<(String, String), Arc<ItemRecord>>,
+    /// Trained profiles by (model version, user id), None for a user without
+    /// one. A version's profiles never change once it is active, so they
+    /// stay valid until they leave the cache.
+    profiles: moka::future::Cache<(String, String), Arc<Option<TrainedProfile>>>,
     pub candidate_limits: CandidateLimits,
     /// JWT claim that must equal the path's user id on user routes. None
     /// leaves user ids unchecked, as for callers signing with IAM.
@@ -91,6 +102,14 @@ impl AppState {
             items: moka::future::Cache::builder()
                 .max_capacity(ITEM_CACHE_CAPACITY)
                 .time_to_live(model_refresh.max(Duration::from_secs(1)))
+                .build(),
+            profiles: moka::future::Cache::builder()
+                .max_capacity(PROFILE_CACHE_ITEMS)
+                .weigher(|_, profile: &Arc<Option<TrainedProfile>>| {
+                    let items = profile.as_ref().as_ref().map_or(0, |profile| profile.purchases.len());
+                    u32::try_from(items + 1).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(PROFILE_CACHE_IDLE)
                 .build(),
             candidate_limits: CandidateLimits::default(),
             user_id_claim: None,
@@ -335,16 +354,31 @@ pub struct RecommendationsResponse {
 
 /// Reads the user's trained profile of the bundle's version and the live
 /// profile of their events, both at once.
-async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Result<(Option<TrainedProfile>, LiveProfile)> {
-    let (profile, live) = tokio::join!(state.store.get_profile(bundle.model_version(), user_id), state.store.live_activity(user_id));
+async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Result<(Arc<Option<TrainedProfile>>, LiveProfile)> {
+    let (profile, live) = tokio::join!(trained_profile(state, bundle.model_version(), user_id), state.store.live_activity(user_id));
     Ok((profile?, live?))
+}
+
+/// Returns the user's trained profile of a model version from the cache, or
+/// reads it and caches the answer, also when the user has none.
+async fn trained_profile(state: &AppState, model_version: &str, user_id: &str) -> Result<Arc<Option<TrainedProfile>>> {
+    let key = (model_version.to_string(), user_id.to_string());
+    if let Some(profile) = state.profiles.get(&key).await {
+        metrics::counter!(names::CACHE_HITS, "ModelVersion" => model_version.to_string()).increment(1);
+        return Ok(profile);
+    }
+    metrics::counter!(names::CACHE_MISSES, "ModelVersion" => model_version.to_string()).increment(1);
+    let profile = Arc::new(state.store.get_profile(model_version, user_id).await?);
+    state.profiles.insert(key, profile.clone()).await;
+    Ok(profile)
 }
 
 async fn recommendations(state: &AppState, request: &Request, user_id: &str) -> Result<Response<Body>> {
     let limit = parse_limit(request)?;
     let bundle = state.models.get().await?;
     let (profile, live) = load_user(state, &bundle, user_id).await?;
-    let history = user_history(profile.as_ref(), &live);
+    let profile = profile.as_ref().as_ref();
+    let history = user_history(profile, &live);
 
     let ranker = bundle.ranker.as_ref().ok_or_else(|| Error::Ranker("this function loaded no ranker".into()))?;
     let scorer = CountingScorer::new(ranker);
@@ -422,7 +456,7 @@ async fn post_events(state: &AppState, request: &Request, user_id: &str) -> Resu
 async fn preferences(state: &AppState, user_id: &str) -> Result<Response<Body>> {
     let bundle = state.models.get().await?;
     let (profile, live) = load_user(state, &bundle, user_id).await?;
-    let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref(), &live)?;
+    let preferences = build_preferences(user_id, bundle.model_version(), &bundle.data, profile.as_ref().as_ref(), &live)?;
     tracing::info!(user_id, model_version = bundle.model_version(), events = live.events.total(), "served preferences");
     Ok(with_version(json_response(StatusCode::OK, &preferences), bundle.model_version()))
 }

@@ -138,6 +138,37 @@ async fn recommendations_event_excludes_purchases() {
 }
 
 #[tokio::test]
+async fn trained_profile_is_read_once_per_version() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shoprec::store::keys;
+
+    let stack = local_stack("profilecache").await;
+    let published = publish_synthetic(&stack).await;
+    let state = stack.app(Function::Inference, Duration::from_secs(60));
+    let (_, _, first) = call(&state, &event("recommendations")).await;
+    assert_eq!(first["known_user"], true, "{first}");
+
+    // A published version's profiles never change, so the cached profile
+    // serves the next request although the stored one is gone.
+    stack
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.store.tables().profiles)
+        .key(keys::MODEL_VERSION, AttributeValue::S(published.model_version.clone()))
+        .key(keys::USER_ID, AttributeValue::S("17850".into()))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, second) = call(&state, &event("recommendations")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second, first);
+
+    let fresh = stack.app(Function::Inference, Duration::from_secs(60));
+    let (_, _, uncached) = call(&fresh, &event("recommendations")).await;
+    assert_eq!(uncached["known_user"], false, "a new state reads the table: {uncached}");
+}
+
+#[tokio::test]
 async fn recommendations_unknown_user_gets_popular() {
     let stack = local_stack("fallback").await;
     publish_synthetic(&stack).await;
