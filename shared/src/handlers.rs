@@ -28,7 +28,7 @@ use crate::store::{DynamoStore, ItemRecord, NeighbourRecord};
 const ITEM_CACHE_CAPACITY: u64 = 10_000;
 
 /// Purchased items, summed over the cached trained profiles, that the
-/// profile cache keeps: about 100 bytes each, so some 50 MB at most.
+/// profile cache keeps. At an estimated 100 bytes each, that is 50 MB at most.
 const PROFILE_CACHE_ITEMS: u64 = 500_000;
 
 /// Time after which an unread trained profile leaves the cache.
@@ -360,7 +360,7 @@ async fn load_user(state: &AppState, bundle: &ModelBundle, user_id: &str) -> Res
 }
 
 /// Returns the user's trained profile of a model version from the cache, or
-/// reads it and caches the answer, also when the user has none.
+/// reads it and caches the result, also when the user has none.
 async fn trained_profile(state: &AppState, model_version: &str, user_id: &str) -> Result<Arc<Option<TrainedProfile>>> {
     let key = (model_version.to_string(), user_id.to_string());
     if let Some(profile) = state.profiles.get(&key).await {
