@@ -29,8 +29,9 @@ pub const MAX_CANDIDATES_PER_SOURCE: usize = 5_000;
 /// Reads an optional whole number from the environment, or returns the default.
 fn count_or(name: &str, default: usize, max: usize) -> Result<usize> {
     let Ok(text) = std::env::var(name) else { return Ok(default) };
-    match text.trim().parse::<usize>() {
-        Ok(count) if count <= max => Ok(count),
+    let digits = text.trim();
+    match digits.parse::<usize>() {
+        Ok(count) if count <= max && digits.bytes().all(|byte| byte.is_ascii_digit()) => Ok(count),
         _ => Err(Error::Config { name: name.to_string(), reason: format!("{text:?} is not a whole number from 0 to {max}") }),
     }
 }

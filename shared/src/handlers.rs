@@ -123,6 +123,10 @@ impl AppState {
     /// that time in the init phase and a provisioned instance serves its first
     /// request warm. When that load fails, the first request tries again.
     pub async fn from_env(function: Function) -> Result<Self> {
+        let config = Config::from_env()?;
+        let metrics = init_metrics(function.name())?;
+        // Nothing below returns an error: a process that exits while this
+        // thread is inside the ONNX Runtime library can crash instead.
         if function.bundle_parts().ranker {
             std::thread::spawn(|| {
                 if let Err(error) = crate::ranker::prepare_runtime() {
@@ -130,14 +134,13 @@ impl AppState {
                 }
             });
         }
-        let config = Config::from_env()?;
         let sdk_config = load_sdk_config().await;
         let store = DynamoStore::new(dynamodb_client(&sdk_config), config.tables);
         let artifacts = ArtifactStore::new(s3_client(&sdk_config), config.artifact_bucket);
         let mut state = AppState::new(function, store, artifacts, config.model_refresh);
         state.user_id_claim = config.user_id_claim;
         state.candidate_limits = config.candidate_limits;
-        state.metrics = Some(init_metrics(function.name())?);
+        state.metrics = Some(metrics);
 
         let started = Instant::now();
         match state.models.get().await {

@@ -426,8 +426,10 @@ pub fn decode_neighbours(bytes: &[u8], items: usize) -> Result<Vec<Vec<Neighbour
     if bytes.get(..4) != Some(NEIGHBOURS_MAGIC.as_slice()) {
         return Err("does not start with the neighbours magic SRNB".into());
     }
-    if word(1) != Some(NEIGHBOURS_LAYOUT) {
-        return Err(format!("layout version {:?} is not {NEIGHBOURS_LAYOUT}", word(1)));
+    match word(1) {
+        Some(NEIGHBOURS_LAYOUT) => {}
+        Some(layout) => return Err(format!("layout version {layout} is not {NEIGHBOURS_LAYOUT}")),
+        None => return Err("the header is cut short".into()),
     }
     let (Some(stored_items), Some(entries)) = (word(2), word(3)) else { return Err("the header is cut short".into()) };
     let (stored_items, entries) = (stored_items as usize, entries as usize);

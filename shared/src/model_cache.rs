@@ -54,6 +54,8 @@ impl ModelCache {
             }
             Ok(None) => state.checked_at = Some(Instant::now()),
             Err(error) => {
+                // TODO: back off between failed loads while no version is loaded; until
+                // then every request downloads the broken version again before its 503.
                 let Some(current) = &state.current else { return Err(error) };
                 tracing::error!(%error, serving_model_version = current.model_version(), "model refresh failed; keeping the loaded version");
                 // Retry on a later request instead of on every one.
