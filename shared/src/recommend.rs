@@ -259,11 +259,9 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
     let rows = HistoryRows::new(data, history);
     let mut excluded = rows.in_history.clone();
     let mut candidates = neighbour_candidates(data, &rows, limits.neighbours);
-    let mut candidate_rows: Vec<usize> = candidates.iter().map(|(row, _)| *row).collect();
-    for &row in &candidate_rows {
-        excluded[row] = true;
+    for candidate in &candidates {
+        excluded[candidate.row] = true;
     }
-    let mut candidates: Vec<Candidate> = candidates.drain(..).map(|(_, candidate)| candidate).collect();
 
     let signals = data.embeddings().and_then(|embeddings| {
         let strengths = rows.seeds.iter().filter_map(|seed| Some((data.embedding_row(seed.row)?, seed.strength)));
@@ -280,19 +278,17 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
         for embedding_row in chosen {
             let row = data.item_row_of_embedding(embedding_row);
             excluded[row] = true;
-            candidate_rows.push(row);
             candidates.push(Candidate::new(data, row, CandidateSource::Embedding));
         }
     }
 
     for &row in data.popular_rows().iter().filter(|&&row| !excluded[row as usize]).take(limits.popular) {
-        candidate_rows.push(row as usize);
         candidates.push(Candidate::new(data, row as usize, CandidateSource::Popular));
     }
 
     if let Some((user_scores, recent_similarity)) = &signals {
-        for (candidate, &row) in candidates.iter_mut().zip(&candidate_rows) {
-            if let Some(embedding_row) = data.embedding_row(row) {
+        for candidate in &mut candidates {
+            if let Some(embedding_row) = data.embedding_row(candidate.row) {
                 candidate.embedding_score = user_scores[embedding_row];
                 candidate.recent_similarity = recent_similarity[embedding_row];
             }
@@ -301,8 +297,8 @@ pub fn generate_candidates(data: &ModelData, history: &UserHistory, limits: Cand
     candidates
 }
 
-/// Collects the neighbours of the history items, best summed score first, with their rows.
-fn neighbour_candidates(data: &ModelData, rows: &HistoryRows, limit: usize) -> Vec<(usize, Candidate)> {
+/// Collects the neighbours of the history items, best summed score first.
+fn neighbour_candidates(data: &ModelData, rows: &HistoryRows, limit: usize) -> Vec<Candidate> {
     let mut signals = vec![NO_SIGNAL; data.rows()];
     let mut touched: Vec<usize> = Vec::new();
     for seed in &rows.seeds {
@@ -340,7 +336,7 @@ fn neighbour_candidates(data: &ModelData, rows: &HistoryRows, limit: usize) -> V
             candidate.neighbour_score_max = signal.max;
             candidate.neighbour_hits = signal.hits;
             candidate.related_last_at = signal.related_last_at;
-            (row, candidate)
+            candidate
         })
         .collect()
 }
